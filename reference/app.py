@@ -1,0 +1,131 @@
+"""The Litestar application: routes, the model registry's lifespan, errors as one envelope."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, Request, Response, Router
+from litestar.config.cors import CORSConfig
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.handlers.base import BaseRouteHandler
+
+from reference.errors import APIError, AuthenticationError, InvalidRequest
+from reference.registry import Registry
+from reference.routes.chat import create_chat_completion
+from reference.routes.models import get_model, health, list_models
+from reference.settings import Settings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("chatref.app")
+
+
+def _envelope(status: int, message: str, type_: str, param: str | None, code: str | None) -> Response[Any]:
+    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _api_error(_: Request, exc: APIError) -> Response[Any]:
+    return _envelope(exc.status_code, exc.message, exc.error_type, exc.param, exc.code)
+
+
+def _validation_error(_: Request, exc: ValidationException) -> Response[Any]:
+    """Litestar/msgspec decoding failures: malformed JSON, wrong types, out-of-range values."""
+    if "malformed" in str(exc.detail).lower():
+        return _envelope(400, f"We could not parse the JSON body of your request: {exc.detail}",
+                         "invalid_request_error", None, "invalid_json")
+    param: str | None = None
+    message = str(exc.detail)
+    if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
+        first = exc.extra[0]
+        message = str(first.get("message") or message)
+        key = str(first.get("key") or "")
+        key = key.removeprefix("data").lstrip(".")
+        missing = re.search(r"missing required field `([^`]+)`", message)
+        if missing:  # msgspec names the missing field in the message, and its parent as the key
+            key = f"{key}.{missing.group(1)}" if key else missing.group(1)
+        param = key or None
+        if param:
+            message = f"{message} (at `{param}`)"
+    return _envelope(400, message, "invalid_request_error", param, "invalid_value")
+
+
+def _http_error(_: Request, exc: HTTPException) -> Response[Any]:
+    status = exc.status_code
+    if status == 400 and "malformed" in str(exc.detail).lower():
+        return _envelope(400, f"We could not parse the JSON body of your request: {exc.detail}",
+                         "invalid_request_error", None, "invalid_json")
+    code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
+            415: "unsupported_media_type"}
+    type_ = "invalid_request_error" if status < 500 else "server_error"
+    return _envelope(status, str(exc.detail), type_, None, code.get(status))
+
+
+def _internal_error(_: Request, exc: Exception) -> Response[Any]:
+    log.exception("unhandled error", exc_info=exc)
+    return _envelope(500, "The server had an error while processing your request.", "server_error", None, None)
+
+
+def _api_key_guard(api_key: str) -> Any:
+    expected = api_key.encode()
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        header = connection.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+            raise AuthenticationError("Incorrect or missing API key. Send it as `Authorization: Bearer KEY`.")
+
+    return guard
+
+
+def create_app(settings: Settings, registry: Registry | None = None) -> Litestar:
+    registry = registry or Registry(settings.sources(), max_loaded=settings.max_loaded,
+                                    idle_timeout=settings.idle_timeout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if settings.preload:
+            await registry.acquire(registry.default_id)
+        sweeper = asyncio.create_task(_sweep_idle(registry)) if settings.idle_timeout else None
+        try:
+            yield
+        finally:
+            if sweeper:
+                sweeper.cancel()
+            registry.close()
+
+    guards = [_api_key_guard(settings.api_key)] if settings.api_key else []
+    v1 = Router("/v1", route_handlers=[create_chat_completion, list_models, get_model], guards=guards)
+    cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
+    return Litestar(
+        route_handlers=[v1, health],
+        dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
+        lifespan=[lifespan],
+        cors_config=cors,
+        exception_handlers={
+            APIError: _api_error,
+            ValidationException: _validation_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+        request_max_body_size=16 * 1024 * 1024,
+        openapi_config=None,
+        debug=False,
+    )
+
+
+async def _sweep_idle(registry: Registry) -> None:
+    while True:
+        await asyncio.sleep(max(1.0, (registry.idle_timeout or 60) / 4))
+        registry.unload_idle()
+
+
+_ = InvalidRequest  # re-exported for handlers that want the base 400

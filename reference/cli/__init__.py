@@ -1,0 +1,1 @@
+"""Command-line entry points: ``chatref serve``, ``chatref chat``, ``chatref perf``."""

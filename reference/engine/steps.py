@@ -1,0 +1,38 @@
+"""The two forward passes of decoding, as small functions over a transformers causal LM."""
+
+from __future__ import annotations
+
+import inspect
+from functools import cache
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+__all__ = ["decode_one_token", "prefill"]
+
+
+@cache
+def _cache_keyword(model_class: type) -> str:
+    """transformers renamed ``past_key_values`` to ``cache``; use whichever this version takes."""
+    params = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
+@torch.inference_mode()
+def prefill(model: Any, prompt_ids: list[int]) -> tuple[torch.Tensor, DynamicCache]:
+    """Run the whole prompt once; returns the last position's logits [vocab] and the KV cache."""
+    device = model.device
+    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # [1, T]
+    cache = DynamicCache(config=model.config)
+    kw = {_cache_keyword(type(model)): cache}
+    out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **kw)
+    return out.logits[0, -1].float().cpu(), cache  # [vocab]; the cache was filled in place
+
+
+@torch.inference_mode()
+def decode_one_token(model: Any, token_id: int, cache: DynamicCache) -> torch.Tensor:
+    """Feed one token at the end of ``cache``; returns the next logits [vocab]."""
+    ids = torch.tensor([[token_id]], dtype=torch.long, device=model.device)  # [1, 1]
+    out = model(input_ids=ids, use_cache=True, **{_cache_keyword(type(model)): cache})
+    return out.logits[0, -1].float().cpu()  # [vocab]

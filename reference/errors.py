@@ -1,0 +1,80 @@
+"""The one exception hierarchy of the server, and its rendering as OpenAI's error envelope.
+
+Every failure a client can see is an :class:`APIError` (or is turned into one by
+``reference.app``'s handler): ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "ContextLengthExceeded",
+    "GenerationError",
+    "InvalidRequest",
+    "ModelLoadError",
+    "ModelNotFound",
+    "NotFound",
+    "Unsupported",
+]
+
+
+class APIError(Exception):
+    status_code: ClassVar[int] = 400
+    error_type: ClassVar[str] = "invalid_request_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code if code is not None else self.default_code
+
+    def envelope(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequest(APIError):
+    default_code = "invalid_value"
+
+
+class Unsupported(APIError):
+    """A valid OpenAI parameter value this server does not implement; never silently ignored."""
+
+    default_code = "unsupported_parameter"
+
+
+class ContextLengthExceeded(APIError):
+    default_code = "context_length_exceeded"
+
+
+class NotFound(APIError):
+    status_code = 404
+    default_code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    default_code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model `{model}` does not exist or is not served here.", param="model")
+
+
+class AuthenticationError(APIError):
+    status_code = 401
+    error_type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class ModelLoadError(APIError):
+    status_code = 503
+    error_type = "server_error"
+    default_code = "model_load_failed"
+
+
+class GenerationError(APIError):
+    status_code = 500
+    error_type = "server_error"
+    default_code = "generation_failed"

@@ -1,0 +1,87 @@
+"""Loading a model directory into memory in a chosen mode (dtype, device, attention).
+
+Shared by the server's registry and by ``perf/``, so the benchmarks measure exactly what is
+served. Knows nothing of HTTP or of which models are allowed: callers pass a resolved path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["LoadMode", "LoadedModel", "load_model", "resolve_device", "resolve_dtype"]
+
+log = logging.getLogger("chatref.loading")
+
+
+@dataclass(frozen=True)
+class LoadMode:
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    device: str = "auto"  # auto | cpu | cuda
+    attn_implementation: str | None = None  # None: transformers' default (sdpa)
+    quantization: str = "none"  # none | int8 | bnb-8bit | bnb-4bit (see reference.quant)
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    context_length: int
+    eos_token_ids: frozenset[int]
+    load_seconds: float
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.model.get_output_embeddings().weight.shape[0])
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "auto":  # fp32 on CPU: bf16 matmuls are slower than fp32 without AVX-512 BF16
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for source in (model.generation_config.eos_token_id, tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ids.add(source)
+        elif source:
+            ids.update(int(i) for i in source)
+    return frozenset(ids)
+
+
+def load_model(path: Path, mode: LoadMode = LoadMode()) -> LoadedModel:
+    """Load a transformers model directory; never runs code shipped with the model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    device = resolve_device(mode.device)
+    dtype = resolve_dtype(mode.dtype, device)
+    log.info("loading %s (%s, %s, quantization %s)", path, dtype, device, mode.quantization)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
+    if mode.attn_implementation:
+        kwargs["attn_implementation"] = mode.attn_implementation
+    from reference import quant
+
+    kwargs.update(quant.from_pretrained_kwargs(mode.quantization, dtype, device))
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if "device_map" not in kwargs:  # bitsandbytes models are placed while loading and refuse .to()
+        model = model.to(device)
+    model = quant.postprocess(model, mode.quantization).eval()
+    context = int(getattr(model.config, "max_position_embeddings", 0) or tokenizer.model_max_length)
+    seconds = time.perf_counter() - t0
+    log.info("loaded %s in %.1f s", path.name, seconds)
+    return LoadedModel(model, tokenizer, context, _eos_ids(model, tokenizer), seconds)

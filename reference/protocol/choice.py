@@ -1,0 +1,108 @@
+"""One choice's token events folded into text deltas: detokenize, stop strings, logprobs.
+
+Both the streaming and the JSON response are built from these deltas, so the two modes can
+not disagree about text, finish reason or token counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from reference.engine import EngineFailure, SequenceHandle, TokenEvent
+from reference.errors import GenerationError
+from reference.protocol.detokenize import IncrementalDetokenizer, token_text
+from reference.protocol.stops import StopMatcher
+from reference.schemas import TokenLogprob, TopLogprob
+
+__all__ = ["ChoiceDelta", "merge_choices", "run_choice"]
+
+_FLOOR = -9999.0  # masked-out tokens have -inf logprobs, which JSON cannot carry
+
+
+@dataclass
+class ChoiceDelta:
+    index: int
+    text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    tokens: int = 0  # completion tokens this delta accounts for
+
+
+def _entry(tokenizer: Any, ev: TokenEvent) -> TokenLogprob:
+    def item(token_id: int, logprob: float) -> tuple[str, float, list[int]]:
+        text = token_text(tokenizer, token_id)
+        return text, max(logprob, _FLOOR), list(text.encode("utf-8"))
+
+    token, logprob, raw = item(ev.token_id, ev.logprob if ev.logprob is not None else 0.0)
+    tops = [TopLogprob(*item(t, lp)) for t, lp in ev.top_logprobs]
+    return TokenLogprob(token, logprob, raw, tops)
+
+
+async def run_choice(
+    index: int, handle: SequenceHandle, tokenizer: Any, stops: list[str], stop_token_ids: frozenset[int],
+    logprobs: bool,
+) -> AsyncIterator[ChoiceDelta]:
+    detok = IncrementalDetokenizer(tokenizer)
+    matcher = StopMatcher(stops)
+    pending: list[TokenLogprob] = []
+    counted = 0
+    try:
+        async for ev in handle:
+            if isinstance(ev, EngineFailure):
+                raise GenerationError(ev.message)
+            counted += 1
+            is_stop_token = ev.finish_reason == "stop" and ev.token_id in stop_token_ids
+            piece = "" if is_stop_token else detok.push(ev.token_id)
+            if logprobs and not is_stop_token:
+                pending.append(_entry(tokenizer, ev))
+            if ev.finish_reason is not None:
+                piece += detok.flush()
+            released = matcher.push(piece)
+            if matcher.matched is not None:
+                yield ChoiceDelta(index, released, pending, "stop", counted)
+                return
+            if ev.finish_reason is not None:
+                yield ChoiceDelta(index, released + matcher.flush(), pending, ev.finish_reason, counted)
+                return
+            if released:
+                yield ChoiceDelta(index, released, pending, None, counted)
+                pending, counted = [], 0
+    finally:
+        handle.cancel()  # a stop string, an error or a gone client: the engine drops it next step
+
+
+async def merge_choices(streams: list[AsyncIterator[ChoiceDelta]]) -> AsyncIterator[ChoiceDelta]:
+    """Interleave several choices' deltas as they come; cancels all when the consumer stops."""
+    if len(streams) == 1:
+        async for delta in streams[0]:
+            yield delta
+        return
+    queue: asyncio.Queue[ChoiceDelta | BaseException | None] = asyncio.Queue()
+
+    async def pump(stream: AsyncIterator[ChoiceDelta]) -> None:
+        try:
+            async for delta in stream:
+                await queue.put(delta)
+        except Exception as exc:
+            await queue.put(exc)
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(s)) for s in streams]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

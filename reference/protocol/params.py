@@ -1,0 +1,87 @@
+"""Request parameters to engine parameters, with the rules that span several fields.
+
+Everything that makes a request invalid is found here, before a model is touched or a byte
+of a stream is sent, so each rejection is a clean 4xx envelope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reference.engine import SamplingParams
+from reference.errors import ContextLengthExceeded, InvalidRequest, Unsupported
+from reference.schemas import ChatCompletionRequest
+
+__all__ = ["RequestPlan", "check_request", "sampling_params"]
+
+
+@dataclass(frozen=True)
+class RequestPlan:
+    n: int
+    stream: bool
+    include_usage: bool
+    stops: list[str]
+    logprobs: bool
+
+
+def check_request(req: ChatCompletionRequest) -> RequestPlan:
+    """Validate what one field's type cannot say; returns the plan of the response."""
+    if req.stream_options is not None and not req.stream:
+        raise InvalidRequest("`stream_options` is only allowed when `stream` is true", param="stream_options")
+    if req.top_logprobs is not None and not req.logprobs:
+        raise InvalidRequest("`top_logprobs` requires `logprobs` to be true", param="top_logprobs")
+    if req.logit_bias:
+        for key in req.logit_bias:
+            if not key.lstrip("-").isdigit():
+                raise InvalidRequest(f"logit_bias keys must be token ids, got {key!r}", param="logit_bias")
+    if req.tools:
+        raise Unsupported("`tools` are not supported by this server yet", param="tools")
+    if req.tool_choice is not None and req.tool_choice != "none":
+        raise Unsupported("`tool_choice` is not supported by this server yet", param="tool_choice")
+    if req.response_format is not None and req.response_format.type != "text":
+        raise Unsupported(
+            f"response_format type {req.response_format.type!r} is not supported by this server yet",
+            param="response_format",
+        )
+    if req.modalities and any(m != "text" for m in req.modalities):
+        raise Unsupported("only the `text` modality is supported", param="modalities")
+    if req.audio is not None:
+        raise Unsupported("audio output is not supported", param="audio")
+    if req.prediction is not None:
+        raise Unsupported("predicted outputs are not supported", param="prediction")
+    stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+    include_usage = bool(req.stream_options and req.stream_options.include_usage)
+    return RequestPlan(req.n or 1, bool(req.stream), include_usage, stops, bool(req.logprobs))
+
+
+def sampling_params(
+    req: ChatCompletionRequest, *, prompt_tokens: int, context_length: int, stop_token_ids: frozenset[int],
+    vocab_size: int,
+) -> SamplingParams:
+    room = context_length - prompt_tokens
+    requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
+    param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
+    if room < 1 or (requested is not None and requested > room):
+        asked = f" and {requested} completion tokens" if requested is not None else ""
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context_length} tokens. However, you requested "
+            f"{prompt_tokens} prompt tokens{asked}. Shorten the messages or lower `{param}`.",
+            param="messages" if room < 1 or requested is None else param,
+        )
+    bias: dict[int, float] = {}
+    for key, value in (req.logit_bias or {}).items():
+        token = int(key)
+        if not 0 <= token < vocab_size:
+            raise InvalidRequest(f"logit_bias token id {token} is outside the vocabulary", param="logit_bias")
+        bias[token] = value
+    return SamplingParams(
+        max_new_tokens=requested if requested is not None else room,
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        seed=req.seed,
+        frequency_penalty=req.frequency_penalty or 0.0,
+        presence_penalty=req.presence_penalty or 0.0,
+        logit_bias=bias,
+        top_logprobs=(req.top_logprobs or 0) if req.logprobs else None,
+        stop_token_ids=stop_token_ids,
+    )

@@ -1,0 +1,81 @@
+"""Chat messages to prompt token ids through the model's own chat template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reference.errors import InvalidRequest, Unsupported
+from reference.schemas import (
+    AssistantMessage,
+    AudioPart,
+    DeveloperMessage,
+    FilePart,
+    ImagePart,
+    Message,
+    RefusalPart,
+    SystemMessage,
+    TextPart,
+    ToolMessage,
+    UserMessage,
+)
+
+__all__ = ["render_prompt", "to_template_messages"]
+
+
+def _text(content: object, index: int) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    assert isinstance(content, list)
+    pieces: list[str] = []
+    for part in content:
+        if isinstance(part, TextPart):
+            pieces.append(part.text)
+        elif isinstance(part, RefusalPart):
+            pieces.append(part.refusal)
+        elif isinstance(part, ImagePart | AudioPart | FilePart):
+            kind = type(part).__name__.removesuffix("Part").lower()
+            raise Unsupported(
+                f"messages[{index}]: {kind} content parts are not supported by this text-only model",
+                param=f"messages[{index}].content",
+            )
+    return "".join(pieces)
+
+
+def to_template_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Plain dicts the way chat templates expect them (content flattened to a string)."""
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if isinstance(m, SystemMessage | DeveloperMessage):
+            # Templates know "system"; OpenAI's "developer" role means the same to a local model.
+            out.append({"role": "system", "content": _text(m.content, i)})
+        elif isinstance(m, UserMessage):
+            out.append({"role": "user", "content": _text(m.content, i)})
+        elif isinstance(m, AssistantMessage):
+            msg: dict[str, Any] = {"role": "assistant", "content": _text(m.content, i)}
+            if m.tool_calls:
+                msg["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.function.name,
+                                                                 "arguments": c.function.arguments}}
+                    for c in m.tool_calls
+                ]
+            out.append(msg)
+        elif isinstance(m, ToolMessage):
+            out.append({"role": "tool", "content": _text(m.content, i), "tool_call_id": m.tool_call_id})
+    return out
+
+
+def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
+    if getattr(tokenizer, "chat_template", None) is None:
+        raise InvalidRequest("this model has no chat template", param="model", code="no_chat_template")
+    kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": True, "return_dict": False}
+    if tools:
+        kwargs["tools"] = tools
+    try:
+        ids = tokenizer.apply_chat_template(messages, **kwargs)
+    except Exception as exc:  # template-level rejections (e.g. role order) are the client's to fix
+        raise InvalidRequest(f"the chat template rejected these messages: {exc}", param="messages") from exc
+    if hasattr(ids, "keys"):
+        ids = ids["input_ids"]
+    return [int(i) for i in ids]

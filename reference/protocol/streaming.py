@@ -1,0 +1,89 @@
+"""Choice deltas to OpenAI objects: SSE chunks for a stream, one ChatCompletion otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from reference.errors import APIError, GenerationError
+from reference.protocol.choice import ChoiceDelta
+from reference.schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatMessage,
+    Choice,
+    ChunkChoice,
+    Delta,
+    Logprobs,
+    TokenLogprob,
+    Usage,
+    encode,
+)
+
+__all__ = ["CompletionMeta", "collect", "sse_events"]
+
+
+@dataclass(frozen=True)
+class CompletionMeta:
+    id: str
+    created: int
+    model: str
+    n: int
+    prompt_tokens: int
+    include_usage: bool
+    logprobs: bool
+
+
+def _sse(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+async def sse_events(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> AsyncIterator[bytes]:
+    """The whole event stream, ``[DONE]`` included; an error mid-stream becomes an error event."""
+
+    def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> bytes:
+        c = ChatCompletionChunk(meta.id, meta.created, meta.model, choices)
+        if usage is not None:
+            c.usage = usage
+        return _sse(encode(c))
+
+    for i in range(meta.n):
+        yield chunk([ChunkChoice(i, Delta(role="assistant", content=""))])
+    completion_tokens = 0
+    try:
+        async for d in deltas:
+            completion_tokens += d.tokens
+            lp = Logprobs(d.logprobs) if meta.logprobs else None
+            if d.text or d.logprobs:
+                yield chunk([ChunkChoice(d.index, Delta(content=d.text), None, lp)])
+            if d.finish_reason is not None:
+                yield chunk([ChunkChoice(d.index, Delta(), d.finish_reason)])
+    except APIError as exc:
+        yield _sse(encode(exc.envelope()))
+        yield b"data: [DONE]\n\n"
+        return
+    if meta.include_usage:
+        usage = Usage(meta.prompt_tokens, completion_tokens, meta.prompt_tokens + completion_tokens)
+        yield chunk([], usage)
+    yield b"data: [DONE]\n\n"
+
+
+async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> ChatCompletion:
+    texts = [""] * meta.n
+    logprobs: list[list[TokenLogprob]] = [[] for _ in range(meta.n)]
+    finish: list[str | None] = [None] * meta.n
+    completion_tokens = 0
+    async for d in deltas:
+        texts[d.index] += d.text
+        logprobs[d.index].extend(d.logprobs)
+        completion_tokens += d.tokens
+        if d.finish_reason is not None:
+            finish[d.index] = d.finish_reason
+    if any(f is None for f in finish):
+        raise GenerationError("generation ended without a finish reason")
+    choices = [
+        Choice(i, ChatMessage(texts[i]), str(finish[i]), Logprobs(logprobs[i]) if meta.logprobs else None)
+        for i in range(meta.n)
+    ]
+    usage = Usage(meta.prompt_tokens, completion_tokens, meta.prompt_tokens + completion_tokens)
+    return ChatCompletion(meta.id, meta.created, meta.model, choices, usage)
