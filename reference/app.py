@@ -17,7 +17,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
-from reference.errors import APIError, AuthenticationError, InvalidRequest
+from reference.errors import APIError, AuthenticationError
 from reference.registry import Registry
 from reference.routes.chat import create_chat_completion
 from reference.routes.models import get_model, health, list_models
@@ -40,8 +40,13 @@ def _api_error(_: Request, exc: APIError) -> Response[Any]:
 def _validation_error(_: Request, exc: ValidationException) -> Response[Any]:
     """Litestar/msgspec decoding failures: malformed JSON, wrong types, out-of-range values."""
     if "malformed" in str(exc.detail).lower():
-        return _envelope(400, f"We could not parse the JSON body of your request: {exc.detail}",
-                         "invalid_request_error", None, "invalid_json")
+        return _envelope(
+            400,
+            f"We could not parse the JSON body of your request: {exc.detail}",
+            "invalid_request_error",
+            None,
+            "invalid_json",
+        )
     param: str | None = None
     message = str(exc.detail)
     if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
@@ -61,23 +66,35 @@ def _validation_error(_: Request, exc: ValidationException) -> Response[Any]:
 def _http_error(_: Request, exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     if status == 400 and "malformed" in str(exc.detail).lower():
-        return _envelope(400, f"We could not parse the JSON body of your request: {exc.detail}",
-                         "invalid_request_error", None, "invalid_json")
-    code = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "request_too_large",
-            415: "unsupported_media_type"}
+        return _envelope(
+            400,
+            f"We could not parse the JSON body of your request: {exc.detail}",
+            "invalid_request_error",
+            None,
+            "invalid_json",
+        )
+    code = {
+        400: "invalid_request",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "request_too_large",
+        415: "unsupported_media_type",
+    }
     type_ = "invalid_request_error" if status < 500 else "server_error"
     return _envelope(status, str(exc.detail), type_, None, code.get(status))
 
 
 def _internal_error(_: Request, exc: Exception) -> Response[Any]:
     log.exception("unhandled error", exc_info=exc)
-    return _envelope(500, "The server had an error while processing your request.", "server_error", None, None)
+    return _envelope(
+        500, "The server had an error while processing your request.", "server_error", None, None
+    )
 
 
 def _api_key_guard(api_key: str) -> Any:
     expected = api_key.encode()
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         header = connection.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
@@ -87,8 +104,9 @@ def _api_key_guard(api_key: str) -> Any:
 
 
 def create_app(settings: Settings, registry: Registry | None = None) -> Litestar:
-    registry = registry or Registry(settings.sources(), max_loaded=settings.max_loaded,
-                                    idle_timeout=settings.idle_timeout)
+    registry = registry or Registry(
+        settings.sources(), max_loaded=settings.max_loaded, idle_timeout=settings.idle_timeout
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -127,5 +145,3 @@ async def _sweep_idle(registry: Registry) -> None:
         await asyncio.sleep(max(1.0, (registry.idle_timeout or 60) / 4))
         registry.unload_idle()
 
-
-_ = InvalidRequest  # re-exported for handlers that want the base 400

@@ -33,7 +33,14 @@ class APIError(Exception):
         self.code = code if code is not None else self.default_code
 
     def envelope(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
 
 
 class InvalidRequest(APIError):

@@ -50,8 +50,11 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
     plan, prompt_ids = await prepare(req, served)
     loaded = served.loaded
     params = sampling_params(
-        req, prompt_tokens=len(prompt_ids), context_length=loaded.context_length,
-        stop_token_ids=loaded.eos_token_ids, vocab_size=loaded.vocab_size,
+        req,
+        prompt_tokens=len(prompt_ids),
+        context_length=loaded.context_length,
+        stop_token_ids=loaded.eos_token_ids,
+        vocab_size=loaded.vocab_size,
     )
     handles = []
     for i in range(plan.n):
@@ -63,7 +66,12 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
         for i, h in enumerate(handles)
     ]
     meta = CompletionMeta(
-        id=f"chatcmpl-{uuid.uuid4().hex}", created=int(time.time()), model=served.source.id, n=plan.n,
-        prompt_tokens=len(prompt_ids), include_usage=plan.include_usage, logprobs=plan.logprobs,
+        id=f"chatcmpl-{uuid.uuid4().hex}",
+        created=int(time.time()),
+        model=served.source.id,
+        n=plan.n,
+        prompt_tokens=len(prompt_ids),
+        include_usage=plan.include_usage,
+        logprobs=plan.logprobs,
     )
     return Generation(plan, meta, merge_choices(streams), handles)

@@ -31,7 +31,7 @@ class ModelSource:
     id: str
     locate: Callable[[], Path]  # returns the model directory, materializing a preset if needed
     aliases: tuple[str, ...] = ()
-    mode: LoadMode = LoadMode()
+    mode: LoadMode = field(default_factory=LoadMode)
     pinned: bool = False
     description: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
@@ -46,7 +46,9 @@ class ServedModel:
 
 
 class Registry:
-    def __init__(self, sources: list[ModelSource], *, max_loaded: int = 2, idle_timeout: float | None = None) -> None:
+    def __init__(
+        self, sources: list[ModelSource], *, max_loaded: int = 2, idle_timeout: float | None = None
+    ) -> None:
         self._sources = {s.id: s for s in sources}
         self._names: dict[str, str] = {}
         for s in sources:
@@ -95,8 +97,9 @@ class Registry:
         except Exception as exc:
             log.exception("loading %s failed", source.id)
             raise ModelLoadError(f"model `{source.id}` could not be loaded: {exc}", param="model") from exc
-        engine = Engine(loaded.model, context_length=loaded.context_length, vocab_size=loaded.vocab_size,
-                        name=source.id)
+        engine = Engine(
+            loaded.model, context_length=loaded.context_length, vocab_size=loaded.vocab_size, name=source.id
+        )
         served = ServedModel(source, loaded, engine)
         self._loaded[source.id] = served
         return served

@@ -19,7 +19,7 @@ from typing import Any
 
 from reference.engine.sampling import SamplerState, sample
 from reference.engine.steps import decode_one_token, prefill
-from reference.engine.types import EngineFailure, SamplingParams, TokenConstraint, TokenEvent
+from reference.engine.types import EngineFailure, FinishReason, SamplingParams, TokenConstraint, TokenEvent
 
 __all__ = ["Engine", "EngineStats", "SequenceHandle"]
 
@@ -172,7 +172,7 @@ class Engine:
         if finish is not None:
             self._finish(seq)
 
-    def _finish_reason(self, seq: _Sequence, token: int) -> str | None:
+    def _finish_reason(self, seq: _Sequence, token: int) -> FinishReason | None:
         if token in seq.params.stop_token_ids:
             return "stop"
         if seq.generated >= seq.params.max_new_tokens:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from functools import cache
 from typing import Any
 
 import torch
@@ -12,11 +11,16 @@ from transformers import DynamicCache
 __all__ = ["decode_one_token", "prefill"]
 
 
-@cache
-def _cache_keyword(model_class: type) -> str:
+_CACHE_KEYWORD: dict[type, str] = {}
+
+
+def _cache_keyword(model: Any) -> str:
     """transformers renamed ``past_key_values`` to ``cache``; use whichever this version takes."""
-    params = inspect.signature(model_class.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+    cls = type(model)
+    if cls not in _CACHE_KEYWORD:
+        params = inspect.signature(cls.forward).parameters
+        _CACHE_KEYWORD[cls] = "cache" if "cache" in params else "past_key_values"
+    return _CACHE_KEYWORD[cls]
 
 
 @torch.inference_mode()
@@ -25,7 +29,7 @@ def prefill(model: Any, prompt_ids: list[int]) -> tuple[torch.Tensor, DynamicCac
     device = model.device
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)  # [1, T]
     cache = DynamicCache(config=model.config)
-    kw = {_cache_keyword(type(model)): cache}
+    kw = {_cache_keyword(model): cache}
     out = model(input_ids=ids, use_cache=True, logits_to_keep=1, **kw)
     return out.logits[0, -1].float().cpu(), cache  # [vocab]; the cache was filled in place
 
@@ -34,5 +38,5 @@ def prefill(model: Any, prompt_ids: list[int]) -> tuple[torch.Tensor, DynamicCac
 def decode_one_token(model: Any, token_id: int, cache: DynamicCache) -> torch.Tensor:
     """Feed one token at the end of ``cache``; returns the next logits [vocab]."""
     ids = torch.tensor([[token_id]], dtype=torch.long, device=model.device)  # [1, 1]
-    out = model(input_ids=ids, use_cache=True, **{_cache_keyword(type(model)): cache})
+    out = model(input_ids=ids, use_cache=True, **{_cache_keyword(model): cache})
     return out.logits[0, -1].float().cpu()  # [vocab]

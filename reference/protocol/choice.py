@@ -42,7 +42,11 @@ def _entry(tokenizer: Any, ev: TokenEvent) -> TokenLogprob:
 
 
 async def run_choice(
-    index: int, handle: SequenceHandle, tokenizer: Any, stops: list[str], stop_token_ids: frozenset[int],
+    index: int,
+    handle: SequenceHandle,
+    tokenizer: Any,
+    stops: list[str],
+    stop_token_ids: frozenset[int],
     logprobs: bool,
 ) -> AsyncIterator[ChoiceDelta]:
     detok = IncrementalDetokenizer(tokenizer)

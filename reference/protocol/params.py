@@ -55,7 +55,11 @@ def check_request(req: ChatCompletionRequest) -> RequestPlan:
 
 
 def sampling_params(
-    req: ChatCompletionRequest, *, prompt_tokens: int, context_length: int, stop_token_ids: frozenset[int],
+    req: ChatCompletionRequest,
+    *,
+    prompt_tokens: int,
+    context_length: int,
+    stop_token_ids: frozenset[int],
     vocab_size: int,
 ) -> SamplingParams:
     room = context_length - prompt_tokens

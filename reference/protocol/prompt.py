@@ -56,8 +56,11 @@ def to_template_messages(messages: list[Message]) -> list[dict[str, Any]]:
             msg: dict[str, Any] = {"role": "assistant", "content": _text(m.content, i)}
             if m.tool_calls:
                 msg["tool_calls"] = [
-                    {"id": c.id, "type": "function", "function": {"name": c.function.name,
-                                                                 "arguments": c.function.arguments}}
+                    {
+                        "id": c.id,
+                        "type": "function",
+                        "function": {"name": c.function.name, "arguments": c.function.arguments},
+                    }
                     for c in m.tool_calls
                 ]
             out.append(msg)
@@ -66,7 +69,9 @@ def to_template_messages(messages: list[Message]) -> list[dict[str, Any]]:
     return out
 
 
-def render_prompt(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
+def render_prompt(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> list[int]:
     if getattr(tokenizer, "chat_template", None) is None:
         raise InvalidRequest("this model has no chat template", param="model", code="no_chat_template")
     kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": True, "return_dict": False}

@@ -39,8 +39,11 @@ async def create_chat_completion(
     served = await registry.acquire(data.model)
     gen = await start(data, served)
     if gen.plan.stream:
-        return Stream(_stream(gen), media_type="text/event-stream",
-                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return Stream(
+            _stream(gen),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     # Without a stream there is nothing to write to: watch the connection instead, so a client
     # that gives up stops its generation too.
     work = asyncio.ensure_future(collect(gen.meta, gen.deltas))

@@ -11,8 +11,13 @@ __all__ = ["get_model", "health", "list_models"]
 
 
 def _model(source: ModelSource, registry: Registry) -> Model:
-    return Model(source.id, source.created, "chatref", loaded=registry.is_loaded(source.id),
-                 aliases=list(source.aliases))
+    return Model(
+        source.id,
+        source.created,
+        "chatref",
+        loaded=registry.is_loaded(source.id),
+        aliases=list(source.aliases),
+    )
 
 
 @get("/models")
