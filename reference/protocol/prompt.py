@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from reference.errors import InvalidRequest, Unsupported
+from reference.protocol.tools.fallback import template_supports_tools, with_tools_in_prompt
 from reference.schemas import (
     AssistantMessage,
     AudioPart,
@@ -75,8 +76,11 @@ def render_prompt(
     if getattr(tokenizer, "chat_template", None) is None:
         raise InvalidRequest("this model has no chat template", param="model", code="no_chat_template")
     kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": True, "return_dict": False}
-    if tools:
-        kwargs["tools"] = tools
+    if template_supports_tools(tokenizer):
+        if tools:
+            kwargs["tools"] = tools
+    else:
+        messages = with_tools_in_prompt(messages, tools)
     try:
         ids = tokenizer.apply_chat_template(messages, **kwargs)
     except Exception as exc:  # template-level rejections (e.g. role order) are the client's to fix
