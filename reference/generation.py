@@ -9,20 +9,31 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 
 from reference.engine import SequenceHandle
+from reference.errors import InvalidRequest
+from reference.loading import LoadedModel
 from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
+from reference.protocol.grammar import GrammarConstraint, GrammarError, Grammars
+from reference.protocol.output import OutputPlan, plan_output
 from reference.protocol.params import RequestPlan, check_request, sampling_params
 from reference.protocol.prompt import render_prompt, to_template_messages
 from reference.protocol.streaming import CompletionMeta
+from reference.protocol.tools.formats import detect_format
+from reference.protocol.tools.parser import ToolCallParser
 from reference.registry import ServedModel
 from reference.schemas import ChatCompletionRequest
 
 __all__ = ["Generation", "prepare", "start"]
+
+# One llguidance tokenizer and grammar cache per loaded tokenizer, dropped with the model.
+_GRAMMARS: weakref.WeakKeyDictionary[Any, Grammars] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -37,17 +48,36 @@ class Generation:
             h.cancel()
 
 
-async def prepare(req: ChatCompletionRequest, served: ServedModel) -> tuple[RequestPlan, list[int]]:
+def _grammars(loaded: LoadedModel) -> Grammars:
+    g = _GRAMMARS.get(loaded.tokenizer)
+    if g is None:
+        g = _GRAMMARS[loaded.tokenizer] = Grammars(loaded.tokenizer, loaded.vocab_size, loaded.eos_token_ids)
+    return g
+
+
+def _constraints(loaded: LoadedModel, output: OutputPlan, n: int) -> list[GrammarConstraint | None]:
+    if output.grammar is None:
+        return [None] * n
+    try:
+        return [_grammars(loaded).constraint(output.grammar) for _ in range(n)]
+    except GrammarError as exc:
+        raise InvalidRequest(f"the schema could not be compiled: {exc}", param=output.grammar_param) from exc
+
+
+async def prepare(
+    req: ChatCompletionRequest, served: ServedModel
+) -> tuple[RequestPlan, OutputPlan, list[int]]:
     """Everything that can reject the request, done before any generation starts."""
     plan = check_request(req)
-    messages = to_template_messages(req.messages)
     tokenizer = served.loaded.tokenizer
-    prompt_ids = await anyio.to_thread.run_sync(render_prompt, tokenizer, messages)
-    return plan, prompt_ids
+    output = plan_output(req, detect_format(tokenizer))
+    messages = to_template_messages(req.messages)
+    prompt_ids = await anyio.to_thread.run_sync(render_prompt, tokenizer, messages, output.prompt_tools)
+    return plan, output, prompt_ids
 
 
 async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
-    plan, prompt_ids = await prepare(req, served)
+    plan, output, prompt_ids = await prepare(req, served)
     loaded = served.loaded
     params = sampling_params(
         req,
@@ -56,13 +86,24 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
         stop_token_ids=loaded.eos_token_ids,
         vocab_size=loaded.vocab_size,
     )
+    constraints = await anyio.to_thread.run_sync(_constraints, loaded, output, plan.n)
     handles = []
     for i in range(plan.n):
         # choice i of a seeded request is reproducible on its own, and differs from choice 0
         seed = None if params.seed is None else params.seed + i
-        handles.append(served.engine.submit(prompt_ids, dataclasses.replace(params, seed=seed)))
+        handles.append(
+            served.engine.submit(prompt_ids, dataclasses.replace(params, seed=seed), constraints[i])
+        )
     streams = [
-        run_choice(i, h, loaded.tokenizer, plan.stops, loaded.eos_token_ids, plan.logprobs)
+        run_choice(
+            i,
+            h,
+            loaded.tokenizer,
+            plan.stops,
+            loaded.eos_token_ids,
+            plan.logprobs,
+            ToolCallParser(output.tool_format) if output.tool_format else None,
+        )
         for i, h in enumerate(handles)
     ]
     meta = CompletionMeta(

@@ -22,6 +22,7 @@ __all__ = [
     "ChunkChoice",
     "Delta",
     "DeveloperMessage",
+    "FunctionCall",
     "ImagePart",
     "Logprobs",
     "Message",
@@ -31,6 +32,9 @@ __all__ = [
     "SystemMessage",
     "TextPart",
     "TokenLogprob",
+    "Tool",
+    "ToolCall",
+    "ToolCallDelta",
     "ToolMessage",
     "TopLogprob",
     "Usage",
@@ -203,7 +207,7 @@ class ChatCompletion(Struct):
     choices: list[Choice]
     usage: Usage
     object: Literal["chat.completion"] = "chat.completion"
-    system_fingerprint: str | None = None
+    system_fingerprint: str | UnsetType = UNSET  # omitted: the official spec allows no null
 
 
 class ToolCallDelta(Struct, omit_defaults=True):
@@ -232,7 +236,7 @@ class ChatCompletionChunk(Struct):
     model: str
     choices: list[ChunkChoice]
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    system_fingerprint: str | None = None
+    system_fingerprint: str | UnsetType = UNSET  # omitted: the official spec allows no null
     usage: Usage | UnsetType = UNSET  # present only on the final usage chunk
 
 

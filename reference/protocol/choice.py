@@ -7,6 +7,7 @@ not disagree about text, finish reason or token counts.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +16,8 @@ from reference.engine import EngineFailure, SequenceHandle, TokenEvent
 from reference.errors import GenerationError
 from reference.protocol.detokenize import IncrementalDetokenizer, token_text
 from reference.protocol.stops import StopMatcher
-from reference.schemas import TokenLogprob, TopLogprob
+from reference.protocol.tools.parser import ArgsDelta, CallStart, Content, ToolCallParser, ToolEvent
+from reference.schemas import TokenLogprob, ToolCallDelta, TopLogprob
 
 __all__ = ["ChoiceDelta", "merge_choices", "run_choice"]
 
@@ -29,6 +31,24 @@ class ChoiceDelta:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     tokens: int = 0  # completion tokens this delta accounts for
+    tool_calls: list[ToolCallDelta] = field(default_factory=list)
+
+
+def _split(index: int, events: list[ToolEvent], call_ids: list[str]) -> tuple[str, list[ToolCallDelta]]:
+    """Parser events to (content text, tool-call deltas) for one delta."""
+    text = ""
+    calls: list[ToolCallDelta] = []
+    for ev in events:
+        if isinstance(ev, Content):
+            text += ev.text
+        elif isinstance(ev, CallStart):
+            call_ids.append(f"call_{uuid.uuid4().hex[:24]}")
+            calls.append(
+                ToolCallDelta(ev.index, call_ids[ev.index], "function", {"name": ev.name, "arguments": ""})
+            )
+        elif isinstance(ev, ArgsDelta):
+            calls.append(ToolCallDelta(ev.index, function={"arguments": ev.text}))
+    return text, calls
 
 
 def _entry(tokenizer: Any, ev: TokenEvent) -> TokenLogprob:
@@ -48,11 +68,23 @@ async def run_choice(
     stops: list[str],
     stop_token_ids: frozenset[int],
     logprobs: bool,
+    tools: ToolCallParser | None = None,
 ) -> AsyncIterator[ChoiceDelta]:
     detok = IncrementalDetokenizer(tokenizer)
     matcher = StopMatcher(stops)
     pending: list[TokenLogprob] = []
+    call_ids: list[str] = []
     counted = 0
+
+    def delta(text: str, finish: str | None) -> ChoiceDelta:
+        calls: list[ToolCallDelta] = []
+        if tools is not None:
+            events = tools.feed(text) + (tools.finish() if finish is not None else [])
+            text, calls = _split(index, events, call_ids)
+            if finish == "stop" and tools.calls:
+                finish = "tool_calls"
+        return ChoiceDelta(index, text, pending, finish, counted, calls)
+
     try:
         async for ev in handle:
             if isinstance(ev, EngineFailure):
@@ -66,14 +98,16 @@ async def run_choice(
                 piece += detok.flush()
             released = matcher.push(piece)
             if matcher.matched is not None:
-                yield ChoiceDelta(index, released, pending, "stop", counted)
+                yield delta(released, "stop")
                 return
             if ev.finish_reason is not None:
-                yield ChoiceDelta(index, released + matcher.flush(), pending, ev.finish_reason, counted)
+                yield delta(released + matcher.flush(), ev.finish_reason)
                 return
             if released:
-                yield ChoiceDelta(index, released, pending, None, counted)
-                pending, counted = [], 0
+                out = delta(released, None)
+                if out.text or out.tool_calls or not tools:
+                    yield out
+                    pending, counted = [], 0
     finally:
         handle.cancel()  # a stop string, an error or a gone client: the engine drops it next step
 

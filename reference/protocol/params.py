@@ -34,15 +34,6 @@ def check_request(req: ChatCompletionRequest) -> RequestPlan:
         for key in req.logit_bias:
             if not key.lstrip("-").isdigit():
                 raise InvalidRequest(f"logit_bias keys must be token ids, got {key!r}", param="logit_bias")
-    if req.tools:
-        raise Unsupported("`tools` are not supported by this server yet", param="tools")
-    if req.tool_choice is not None and req.tool_choice != "none":
-        raise Unsupported("`tool_choice` is not supported by this server yet", param="tool_choice")
-    if req.response_format is not None and req.response_format.type != "text":
-        raise Unsupported(
-            f"response_format type {req.response_format.type!r} is not supported by this server yet",
-            param="response_format",
-        )
     if req.modalities and any(m != "text" for m in req.modalities):
         raise Unsupported("only the `text` modality is supported", param="modalities")
     if req.audio is not None:

@@ -14,8 +14,11 @@ from reference.schemas import (
     Choice,
     ChunkChoice,
     Delta,
+    FunctionCall,
     Logprobs,
     TokenLogprob,
+    ToolCall,
+    ToolCallDelta,
     Usage,
     encode,
 )
@@ -54,8 +57,10 @@ async def sse_events(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -
         async for d in deltas:
             completion_tokens += d.tokens
             lp = Logprobs(d.logprobs) if meta.logprobs else None
-            if d.text or d.logprobs:
-                yield chunk([ChunkChoice(d.index, Delta(content=d.text), None, lp)])
+            if d.text or d.logprobs or d.tool_calls:
+                content = d.text if d.text or not d.tool_calls else None
+                delta = Delta(content=content, tool_calls=d.tool_calls or None)
+                yield chunk([ChunkChoice(d.index, delta, None, lp)])
             if d.finish_reason is not None:
                 yield chunk([ChunkChoice(d.index, Delta(), d.finish_reason)])
     except APIError as exc:
@@ -68,13 +73,30 @@ async def sse_events(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -
     yield b"data: [DONE]\n\n"
 
 
+def _fold_call(calls: dict[int, ToolCall], delta: ToolCallDelta) -> None:
+    fn = delta.function or {}
+    if delta.index not in calls:
+        calls[delta.index] = ToolCall(delta.id or "", FunctionCall(fn.get("name", ""), ""))
+    calls[delta.index].function.arguments += fn.get("arguments", "")
+
+
+def _message(text: str, calls: dict[int, ToolCall]) -> ChatMessage:
+    if not calls:
+        return ChatMessage(text)
+    # OpenAI sends null content next to tool calls unless the model also wrote text
+    return ChatMessage(text if text.strip() else None, tool_calls=[calls[i] for i in sorted(calls)])
+
+
 async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> ChatCompletion:
     texts = [""] * meta.n
     logprobs: list[list[TokenLogprob]] = [[] for _ in range(meta.n)]
     finish: list[str | None] = [None] * meta.n
+    calls: list[dict[int, ToolCall]] = [{} for _ in range(meta.n)]
     completion_tokens = 0
     async for d in deltas:
         texts[d.index] += d.text
+        for c in d.tool_calls:
+            _fold_call(calls[d.index], c)
         logprobs[d.index].extend(d.logprobs)
         completion_tokens += d.tokens
         if d.finish_reason is not None:
@@ -82,7 +104,9 @@ async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> C
     if any(f is None for f in finish):
         raise GenerationError("generation ended without a finish reason")
     choices = [
-        Choice(i, ChatMessage(texts[i]), str(finish[i]), Logprobs(logprobs[i]) if meta.logprobs else None)
+        Choice(
+            i, _message(texts[i], calls[i]), str(finish[i]), Logprobs(logprobs[i]) if meta.logprobs else None
+        )
         for i in range(meta.n)
     ]
     usage = Usage(meta.prompt_tokens, completion_tokens, meta.prompt_tokens + completion_tokens)

@@ -23,9 +23,7 @@ def template_supports_tools(tokenizer: Any) -> bool:
 
 
 def tools_system_text(tools: list[dict[str, Any]]) -> str:
-    listing = "\n".join(
-        json.dumps(t.get("function", t), ensure_ascii=False) for t in tools
-    )
+    listing = "\n".join(json.dumps(t.get("function", t), ensure_ascii=False) for t in tools)
     return (
         "You can call tools. Available tools, as JSON Schema:\n<tools>\n"
         f"{listing}\n</tools>\n"
