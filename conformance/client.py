@@ -1,0 +1,209 @@
+"""HTTP access to the server under test: SDK factory, raw JSON/SSE calls, stream folding.
+
+Owns how requests are sent (timeouts, auth, no retries), how an SSE body is split into
+events, and how a list of chunks folds into one ``chat.completion`` object so that a single
+assertion covers both the streamed and the non-streamed mode. Knows nothing about pytest
+options or about what a correct response looks like beyond parsing it (that is ``checks``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import openai
+
+__all__ = [
+    "RawResponse",
+    "SSEStream",
+    "Target",
+    "fold_chunks",
+    "make_http",
+    "make_sdk",
+    "parse_sse",
+    "post_json",
+    "post_stream",
+]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the server under test is and how to talk to it."""
+
+    base_url: str  # ends with /v1
+    model: str
+    api_key: str | None = None
+    timeout: float = 60.0
+    language_model: str = ""  # a model that produces language; defaults to ``model``
+
+    @property
+    def chat_model(self) -> str:
+        return self.language_model or self.model
+
+
+def make_sdk(target: Target, api_key: str | None = None) -> openai.OpenAI:
+    """The official SDK client: no retries, a timeout, the given (or configured) key."""
+    key = api_key if api_key is not None else (target.api_key or "sk-no-key")
+    return openai.OpenAI(base_url=target.base_url, api_key=key, max_retries=0, timeout=target.timeout)
+
+
+def make_http(target: Target, api_key: str | None = None) -> httpx.Client:
+    """A raw HTTP client rooted at the base URL (send paths like ``chat/completions``)."""
+    key = api_key if api_key is not None else target.api_key
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=target.base_url.rstrip("/") + "/", headers=headers, timeout=target.timeout)
+
+
+@dataclass
+class RawResponse:
+    status: int
+    content_type: str
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+def post_json(http: httpx.Client, path: str, body: Any, *, raw_body: bytes | None = None) -> RawResponse:
+    """POST a JSON body (or exact bytes) and return status, content type and text."""
+    if raw_body is not None:
+        r = http.post(path, content=raw_body, headers={"Content-Type": "application/json"})
+    else:
+        r = http.post(path, json=body)
+    return RawResponse(r.status_code, r.headers.get("content-type", ""), r.text)
+
+
+@dataclass
+class SSEStream:
+    """A fully read SSE response, split into events."""
+
+    status: int
+    content_type: str
+    text: str
+    events: list[str] = field(default_factory=list)  # the data of each event, in order
+    malformed: list[str] = field(default_factory=list)  # blocks that are not ``data:`` events
+    elapsed: float = 0.0
+
+    @property
+    def done_index(self) -> int | None:
+        return self.events.index("[DONE]") if "[DONE]" in self.events else None
+
+    def payloads(self) -> list[dict[str, Any]]:
+        """The JSON objects of the events before ``[DONE]`` (non-JSON events are skipped)."""
+        out: list[dict[str, Any]] = []
+        for data in self.events:
+            if data == "[DONE]":
+                break
+            try:
+                obj = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                out.append(obj)
+        return out
+
+
+def parse_sse(text: str) -> tuple[list[str], list[str]]:
+    """Split an SSE body into event data strings; returns (events, malformed blocks)."""
+    events: list[str] = []
+    malformed: list[str] = []
+    norm = text.replace("\r\n", "\n").replace("\r", "\n")
+    for block in norm.split("\n\n"):
+        if not block.strip():
+            continue
+        data_lines: list[str] = []
+        ok = True
+        for line in block.split("\n"):
+            if line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
+                continue
+            if line.startswith("data:"):
+                data_lines.append(line[5:].removeprefix(" "))
+            else:
+                ok = False
+        if not ok or not data_lines:
+            malformed.append(block[:120])
+            continue
+        events.append("\n".join(data_lines))
+    return events, malformed
+
+
+def post_stream(
+    http: httpx.Client, path: str, body: dict[str, Any], deadline: float, stop_after: int | None = None
+) -> SSEStream:
+    """POST a streaming request and read the body until it ends or ``deadline`` seconds pass.
+
+    With ``stop_after`` the connection is closed after that many bytes chunks (cancellation).
+    """
+    start = time.monotonic()
+    parts: list[str] = []
+    with http.stream("POST", path, json=body) as r:
+        ctype = r.headers.get("content-type", "")
+        for i, piece in enumerate(r.iter_text()):
+            parts.append(piece)
+            if stop_after is not None and i + 1 >= stop_after:
+                break
+            if time.monotonic() - start > deadline:
+                raise TimeoutError(f"stream still open after {deadline:.0f}s")
+        status = r.status_code
+    text = "".join(parts)
+    events, malformed = parse_sse(text) if status < 300 else ([], [])
+    return SSEStream(status, ctype, text, events, malformed, time.monotonic() - start)
+
+
+def fold_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fold stream chunks into the ``chat.completion`` object a non-streamed call returns."""
+    first = chunks[0] if chunks else {}
+    choices: dict[int, dict[str, Any]] = {}
+    usage: Any = None
+    for chunk in chunks:
+        if chunk.get("usage"):
+            usage = chunk["usage"]
+        for c in chunk.get("choices") or []:
+            idx = c.get("index", 0)
+            ch = choices.setdefault(
+                idx,
+                {
+                    "index": idx,
+                    "message": {"role": None, "content": None},
+                    "finish_reason": None,
+                    "logprobs": None,
+                },
+            )
+            delta = c.get("delta") or {}
+            msg = ch["message"]
+            if delta.get("role"):
+                msg["role"] = delta["role"]
+            if delta.get("content") is not None:
+                msg["content"] = (msg["content"] or "") + delta["content"]
+            for tc in delta.get("tool_calls") or []:
+                calls = msg.setdefault("tool_calls", [])
+                i = tc.get("index", 0)
+                while len(calls) <= i:
+                    calls.append({"id": None, "type": None, "function": {"name": None, "arguments": ""}})
+                call = calls[i]
+                for key in ("id", "type"):
+                    if tc.get(key):
+                        call[key] = tc[key]
+                fn = tc.get("function") or {}
+                if fn.get("name"):
+                    call["function"]["name"] = fn["name"]
+                call["function"]["arguments"] += fn.get("arguments") or ""
+            lp = c.get("logprobs")
+            if lp and lp.get("content") is not None:
+                ch["logprobs"] = ch["logprobs"] or {"content": [], "refusal": None}
+                ch["logprobs"]["content"].extend(lp["content"])
+            if c.get("finish_reason"):
+                ch["finish_reason"] = c["finish_reason"]
+    for ch in choices.values():
+        ch["message"]["role"] = ch["message"]["role"] or "assistant"  # role placement is its own check
+    return {
+        "id": first.get("id"),
+        "object": "chat.completion",
+        "created": first.get("created"),
+        "model": first.get("model"),
+        "choices": [choices[i] for i in sorted(choices)],
+        "usage": usage,
+    }

@@ -1,0 +1,251 @@
+"""pytest plugin: command-line options, the target fixture, markers and the report hooks.
+
+Loaded in every pytest run of an environment where chatref is installed (entry point
+``pytest11``), so it is inert unless conformance tests are collected: it registers options
+and a marker, and does nothing else until a test carrying ``@pytest.mark.conformance`` runs.
+Owns option parsing, the session ``conformance_target`` fixture (an external server or the
+self-started reference server) and the report. Knows nothing about individual checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conformance.client import Target
+from conformance.report import Report
+
+__all__ = [
+    "conformance_target",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "pytest_configure",
+    "pytest_ignore_collect",
+    "pytest_runtest_makereport",
+    "pytest_terminal_summary",
+]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPORT_KEY = pytest.StashKey[Report]()
+OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
+    (
+        "--conformance-base-url",
+        "--base-url",
+        {
+            "default": None,
+            "metavar": "URL",
+            "help": "base URL of the server under test, ending in /v1 (default: start the reference server)",
+        },
+    ),
+    (
+        "--conformance-model",
+        "--model",
+        {
+            "default": None,
+            "metavar": "NAME",
+            "help": "model id to request (default: the first id from GET /models)",
+        },
+    ),
+    (
+        "--conformance-language-model",
+        None,
+        {
+            "default": None,
+            "metavar": "NAME",
+            "help": "model used by the few checks that need real language (default: --model; "
+            "self-started: smollm2-135m-instruct)",
+        },
+    ),
+    (
+        "--conformance-api-key",
+        "--api-key",
+        {
+            "default": None,
+            "metavar": "KEY",
+            "help": "bearer key to send; also enables the 401 auth checks (default: none)",
+        },
+    ),
+    (
+        "--conformance-timeout",
+        None,
+        {
+            "default": 60.0,
+            "type": float,
+            "metavar": "S",
+            "help": "timeout in seconds of every request (default: 60); each test is also limited to "
+            "max(120, 5*S) seconds through pytest-timeout",
+        },
+    ),
+    (
+        "--conformance-openapi-spec",
+        "--openapi-spec",
+        {
+            "default": None,
+            "metavar": "PATH",
+            "help": "OpenAI's official openapi.json; adds schemathesis runs against createChatCompletion "
+            "(default: none)",
+        },
+    ),
+    (
+        "--conformance-report",
+        None,
+        {
+            "default": None,
+            "metavar": "PATH",
+            "help": "write the per-feature report to PATH (.md) and its .json sibling (default: none)",
+        },
+    ),
+    (
+        "--conformance-max-examples",
+        None,
+        {
+            "default": 25,
+            "type": int,
+            "metavar": "N",
+            "help": "schemathesis examples per operation and mode (default: 25)",
+        },
+    ),
+    (
+        "--conformance-startup-timeout",
+        None,
+        {
+            "default": 600.0,
+            "type": float,
+            "metavar": "S",
+            "help": "seconds to wait for the self-started reference server's /health (default: 600)",
+        },
+    ),
+]
+
+
+def _known_options(parser: pytest.Parser) -> set[str]:
+    names: set[str] = set()
+    for group in [parser._anonymous, *parser._groups]:
+        for opt in group.options:
+            names.update(opt.names())
+    return names
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "OpenAI-compatible server conformance (chatref)")
+    taken = _known_options(parser)
+    for long, alias, kwargs in OPTIONS:
+        names = [long] + ([alias] if alias and alias not in taken else [])
+        group.addoption(*names, dest=long[2:].replace("-", "_"), **kwargs)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "conformance(feature): a conformance check of the named feature")
+    config.stash[REPORT_KEY] = Report()
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """``pytest conformance`` runs the suite, not its self-tests (run those as conformance/tests)."""
+    tests_dir = PACKAGE_DIR / "tests"
+    if collection_path.resolve() != tests_dir:
+        return None
+    for arg in config.args:
+        target = Path(str(arg).split("::")[0]).resolve()
+        if target == tests_dir or tests_dir in target.parents:
+            return None
+    return True
+
+
+def _feature(item: pytest.Item) -> str | None:
+    mark = item.get_closest_marker("conformance")
+    return str(mark.args[0]) if mark and mark.args else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.pluginmanager.hasplugin("timeout"):
+        return
+    limit = max(120.0, 5 * float(config.getoption("conformance_timeout")))
+    for item in items:
+        if _feature(item) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(limit))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    rep = yield
+    feature = _feature(item)
+    if feature is None:
+        return rep
+    report = item.config.stash[REPORT_KEY]
+    if rep.skipped:
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        if rep.when == "call" or "unsupported" in reason or rep.when == "setup":
+            report.record(
+                item.nodeid, feature, "unsupported" if reason.startswith("unsupported") else "skipped", reason
+            )
+    elif rep.failed:
+        reason = call.excinfo.exconly().splitlines()[0] if call.excinfo else str(rep.longrepr)[:300]
+        for prefix in ("conformance.checks.ConformanceError: ", "AssertionError: ", "Failed: "):
+            reason = reason.removeprefix(prefix)
+        report.record(
+            item.nodeid, feature, "fail", f"[{rep.when}] {reason}" if rep.when != "call" else reason
+        )
+    elif rep.when == "call":
+        report.record(item.nodeid, feature, "pass")
+    return rep
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    report = config.stash.get(REPORT_KEY, None)
+    if report is None or not report.outcomes:
+        return
+    terminalreporter.section("conformance")
+    for line in report.table_lines(
+        (getattr(terminalreporter, "_tw", None) and terminalreporter._tw.fullwidth) or 120
+    ):
+        terminalreporter.write_line(line)
+    path = config.getoption("conformance_report")
+    if path:
+        md, js = report.write(Path(path))
+        terminalreporter.write_line(f"conformance report: {md} and {js}")
+
+
+def _first_model(base_url: str, api_key: str | None, timeout: float) -> str:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    r = httpx.get(base_url.rstrip("/") + "/models", headers=headers, timeout=timeout)
+    r.raise_for_status()
+    data = r.json().get("data") or []
+    if not data:
+        raise RuntimeError(f"GET {base_url}/models lists no model; pass --model")
+    return str(data[0]["id"])
+
+
+@pytest.fixture(scope="session")
+def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
+    """The server under test: ``--base-url`` or a self-started reference server."""
+    opt = request.config.getoption
+    timeout = float(opt("conformance_timeout"))
+    base_url = opt("conformance_base_url") or opt("base_url", None)
+    report = request.config.stash[REPORT_KEY]
+    if base_url:
+        key = opt("conformance_api_key")
+        model = opt("conformance_model") or _first_model(base_url, key, timeout)
+        target = Target(base_url.rstrip("/"), model, key, timeout, opt("conformance_language_model") or "")
+        report.target = {"base_url": target.base_url, "model": model, "self_started": False}
+        yield target
+        return
+    from conformance.launcher import DEFAULT_MODELS, start_reference
+
+    try:
+        server = start_reference(DEFAULT_MODELS, float(opt("conformance_startup_timeout")))
+    except Exception as e:  # the reference server may be absent or broken; fail, never hang
+        pytest.fail(f"cannot self-start the reference server: {e}", pytrace=False)
+    try:
+        model = opt("conformance_model") or DEFAULT_MODELS[0]
+        language = opt("conformance_language_model") or DEFAULT_MODELS[1]
+        target = Target(server.base_url, model, server.api_key, timeout, language)
+        report.target = {"base_url": target.base_url, "model": model, "self_started": True}
+        yield target
+    finally:
+        server.stop()

@@ -1,0 +1,150 @@
+"""Proof that every check can fail: the suite runs under pytester against the fake server.
+
+The defect-free fake must pass every check; each defect must make its intended checks fail
+and (for ``exact`` defects) no other. Owns the defect table. Knows nothing about HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conformance.tests.fakeserver import API_KEY, FakeServer
+
+__all__: list[str] = []
+
+SUITE = str(Path(__file__).resolve().parents[1])
+NO_SCHEMA = ["-k", "not test_schema"]
+CALL_TOOLS = {
+    "test_required_call_shape[json]",
+    "test_required_call_shape[stream]",
+    "test_named_tool_choice",
+    "test_tool_choice_auto",
+    "test_parallel_tool_calls_false",
+    "test_streamed_tool_deltas",
+}
+STOPS = {f"test_stop_trims[{m}-{k}]" for m in ("json", "stream") for k in ("string", "list")}
+# defect -> (checks that must fail, whether no other check may fail)
+DEFECTS: dict[str, tuple[set[str], bool]] = {
+    "no_done": ({"test_ends_with_done"}, True),
+    "data_after_done": ({"test_nothing_after_done"}, True),
+    "bad_content_type": ({"test_content_type"}, True),
+    "junk_line": ({"test_only_data_events"}, True),
+    "role_every_delta": ({"test_role_in_first_delta_only"}, True),
+    "no_role": ({"test_role_in_first_delta_only"}, True),
+    "double_finish": ({"test_one_finish_reason_last"}, True),
+    "id_changes": ({"test_shared_id_created_model"}, True),
+    "usage_always": ({"test_no_usage_unless_requested", "test_include_usage_final_chunk"}, True),
+    "usage_not_final": ({"test_include_usage_final_chunk"}, True),
+    "stream_differs": ({"test_fold_equals_non_stream"}, True),
+    "ignore_n": ({"test_n_choices[json]", "test_n_choices[stream]"}, True),
+    "ignore_max_tokens": (
+        {f"test_{n}_exact[{m}]" for n in ("max_tokens", "max_completion_tokens") for m in ("json", "stream")},
+        True,
+    ),
+    "stop_not_trimmed": (STOPS, True),
+    "ignore_stop": (STOPS, True),
+    "ignore_seed": ({"test_seed_reproducible"}, True),
+    "ignore_temperature": ({"test_temperature_samples"}, True),
+    "ignore_top_p": ({"test_top_p_tiny_is_greedy"}, True),
+    "logprobs_positive": ({"test_logprobs_shape[json]", "test_logprobs_shape[stream]"}, True),
+    "top_logprobs_wrong_count": ({"test_logprobs_shape[json]", "test_logprobs_shape[stream]"}, True),
+    "ignore_logit_bias": ({"test_logit_bias_forces_token"}, True),
+    "ignore_frequency_penalty": ({"test_penalty_changes_output[frequency_penalty]"}, True),
+    "ignore_presence_penalty": ({"test_penalty_changes_output[presence_penalty]"}, True),
+    "stream_options_no_stream_ok": ({"test_stream_options_requires_stream"}, True),
+    "tool_args_not_json": (CALL_TOOLS, True),
+    "tool_id_every_delta": ({"test_streamed_tool_deltas"}, True),
+    "ignore_parallel": ({"test_parallel_tool_calls_false"}, True),
+    "tool_choice_none_ignored": ({"test_tool_choice_none", "test_tool_result_round_trip"}, True),
+    "undefined_tool_ok": ({"test_undefined_named_tool_rejected"}, True),
+    "structured_not_json": (
+        {f"test_json_{k}[{m}]" for k in ("object", "schema") for m in ("json", "stream")},
+        True,
+    ),
+    "model_404_wrong_code": ({"test_unknown_model", "test_error_before_stream_is_http"}, True),
+    "context_500": ({"test_context_length_exceeded"}, True),
+    "models_no_object": ({"test_list_shape"}, True),
+    "retrieve_unknown_200": ({"test_retrieve_unknown"}, True),
+    "auth+auth_ignored": (
+        {f"test_{k}_key[{e}]" for k in ("missing", "wrong") for e in ("chat", "models")},
+        True,
+    ),
+    "error_500": ({"test_invalid_request[temperature_range]", "test_malformed_body[not_json]"}, False),
+    "no_envelope": ({"test_invalid_request[n_zero]", "test_unknown_model"}, False),
+    "usage_wrong_total": ({"test_usage_present_and_sums"}, False),
+    "created_float": ({"test_completion_validates[json]", "test_id_and_created"}, False),
+}
+
+
+def run_suite(pytester: pytest.Pytester, url: str, *args: str) -> tuple[set[str], set[str], pytest.RunResult]:
+    """Run the suite in-process; returns (failed test names, passed test names, result)."""
+    report = pytester.path / "report.md"
+    result = pytester.runpytest_inprocess(
+        SUITE,
+        "--base-url",
+        url,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--conformance-report",
+        str(report),
+        "--conformance-timeout",
+        "20",
+        *args,
+    )
+    passed, _, failed = result.reprec.listoutcomes()  # type: ignore[attr-defined]
+    return ({r.nodeid.split("::")[-1] for r in failed}, {r.nodeid.split("::")[-1] for r in passed}, result)
+
+
+def test_clean_server_passes_everything(pytester: pytest.Pytester, fake: FakeServer) -> None:
+    failed, passed, result = run_suite(
+        pytester, fake.url("auth"), "--api-key", API_KEY, "--conformance-max-examples", "10"
+    )
+    assert not failed, f"the defect-free fake fails {sorted(failed)}"
+    data = json.loads((pytester.path / "report.json").read_text())
+    assert data["totals"]["fail"] == 0 and data["totals"]["checks"] >= 60
+    assert data["totals"]["pass"] == len(passed) >= 60
+    assert any("conformance" in line for line in result.outlines)
+    assert "| tools |" in (pytester.path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_defect_is_caught(pytester: pytest.Pytester, fake: FakeServer, defect: str) -> None:
+    expected, exact = DEFECTS[defect]
+    extra = ["--api-key", API_KEY] if "auth" in defect.split("+") else []
+    failed, _, _ = run_suite(pytester, fake.url(*defect.split("+")), *NO_SCHEMA, *extra)
+    missing = expected - failed
+    assert not missing, f"defect {defect!r} not caught by {sorted(missing)} (failed: {sorted(failed)})"
+    if exact:
+        assert failed == expected, f"defect {defect!r} also fails {sorted(failed - expected)}"
+
+
+def test_schemathesis_catches_server_errors(pytester: pytest.Pytester, fake: FakeServer) -> None:
+    failed, _, _ = run_suite(
+        pytester, fake.url("error_500"), "-k", "test_sdk_schema", "--conformance-max-examples", "10"
+    )
+    assert "test_sdk_schema[createChatCompletion-negative]" in failed
+
+
+def test_unsupported_is_not_failure(pytester: pytest.Pytester, fake: FakeServer) -> None:
+    """A server refusing tools with a 400 envelope is reported unsupported, not failed."""
+    failed, _, _ = run_suite(pytester, fake.url("refuse_tools"), "-k", "test_tools")
+    assert not failed
+    data = json.loads((pytester.path / "report.json").read_text())
+    tools = next(f for f in data["features"] if f["feature"] == "tools")
+    assert tools["unsupported"] == tools["checks"] and tools["status"] == "unsupported"
+
+
+def test_silently_ignored_is_failure(pytester: pytest.Pytester, fake: FakeServer) -> None:
+    failed, _, _ = run_suite(pytester, fake.url("ignore_tools"), "-k", "test_tools")
+    assert "test_required_call_shape[json]" in failed
+
+
+def test_hung_server_fails_fast(pytester: pytest.Pytester, fake: FakeServer) -> None:
+    failed, _, _ = run_suite(
+        pytester, fake.url("hang"), "-k", "test_greedy_deterministic", "--conformance-timeout", "1"
+    )
+    assert failed == {"test_greedy_deterministic"}
