@@ -104,14 +104,11 @@ def _api_key_guard(api_key: str) -> Any:
 
 
 def create_app(settings: Settings, registry: Registry | None = None) -> Litestar:
-    registry = registry or Registry(
-        settings.sources(), max_loaded=settings.max_loaded, idle_timeout=settings.idle_timeout
-    )
+    registry = registry or settings.build_registry()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        if settings.preload:
-            await registry.acquire(registry.default_id)
+        await registry.start(preload_default=settings.preload)
         sweeper = asyncio.create_task(_sweep_idle(registry)) if settings.idle_timeout else None
         try:
             yield
@@ -144,4 +141,3 @@ async def _sweep_idle(registry: Registry) -> None:
     while True:
         await asyncio.sleep(max(1.0, (registry.idle_timeout or 60) / 4))
         registry.unload_idle()
-

@@ -1,7 +1,9 @@
-"""Loading a model directory into memory in a chosen mode (dtype, device, attention).
+"""Loading a model directory or GGUF file into memory in a chosen mode (dtype, device, attention,
+quantization).
 
 Shared by the server's registry and by ``perf/``, so the benchmarks measure exactly what is
-served. Knows nothing of HTTP or of which models are allowed: callers pass a resolved path.
+served. Never downloads (``local_files_only``) and never runs code shipped with a model. Knows
+nothing of HTTP or of which models are allowed: callers pass a path they already resolved.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from typing import Any
 
 import torch
 
-__all__ = ["LoadMode", "LoadedModel", "load_model", "resolve_device", "resolve_dtype"]
+__all__ = ["LoadMode", "LoadedModel", "SourceUnavailable", "load_model", "resolve_device", "resolve_dtype"]
 
 log = logging.getLogger("chatref.loading")
+
+
+class SourceUnavailable(LookupError):
+    """The model's files are not on this machine (e.g. a hub id missing from the local cache)."""
 
 
 @dataclass(frozen=True)
@@ -63,23 +69,32 @@ def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
 
 
 def load_model(path: Path, mode: LoadMode = LoadMode()) -> LoadedModel:
-    """Load a transformers model directory; never runs code shipped with the model."""
+    """Load a transformers model directory or a ``.gguf`` file, logging each stage."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reference import quant
 
     t0 = time.perf_counter()
     device = resolve_device(mode.device)
     dtype = resolve_dtype(mode.dtype, device)
-    log.info("loading %s (%s, %s, quantization %s)", path, dtype, device, mode.quantization)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": False}
+    # GGUF: transformers reads (and dequantizes) the file from its folder, tokenizer included.
+    gguf = path.suffix == ".gguf"
+    folder = path.parent if gguf else path
+    common: dict[str, Any] = {"trust_remote_code": False, "local_files_only": True}
+    if gguf:
+        common["gguf_file"] = path.name
+    log.info("loading %s: tokenizer", path.name)
+    tokenizer = AutoTokenizer.from_pretrained(folder, **common)
+    kwargs: dict[str, Any] = {"dtype": dtype, **common}
     if mode.attn_implementation:
         kwargs["attn_implementation"] = mode.attn_implementation
-    from reference import quant
-
     kwargs.update(quant.from_pretrained_kwargs(mode.quantization, dtype, device))
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    log.info("loading %s: weights (%s on %s%s)", path.name, dtype, device, "" if not gguf else ", from GGUF")
+    model: Any = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     if "device_map" not in kwargs:  # bitsandbytes models are placed while loading and refuse .to()
         model = model.to(device)
+    if mode.quantization != "none":
+        log.info("loading %s: quantization %s", path.name, mode.quantization)
     model = quant.postprocess(model, mode.quantization).eval()
     context = int(getattr(model.config, "max_position_embeddings", 0) or tokenizer.model_max_length)
     seconds = time.perf_counter() - t0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,10 @@ def test_set_takes_quoted_values(ctx: CommandContext) -> None:
     run(ctx, """!set stop='["\\n\\n", "###"]'""")
     assert ctx.session.flags["stop"] == ["\n\n", "###"]
     assert "cannot split" in text(run(ctx, "!set stop='oops"))
+    run(ctx, r"!set stop=\n\n")  # typed as is, without quotes
+    assert ctx.session.flags["stop"] == "\n\n"
+    run(ctx, r'!set stop="# end"')  # '#' is no comment
+    assert ctx.session.flags["stop"] == "# end"
 
 
 def test_set_without_arguments_lists_flags(ctx: CommandContext) -> None:
@@ -328,6 +333,8 @@ def test_answer_folds_content_tool_calls_finish_and_usage() -> None:
     a.add({"choices": [{"index": 1, "delta": {"content": "other choice"}}]})
     a.add(chunk({}, "tool_calls"))
     a.add({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 9, "total_tokens": 12}})
+    assert a.first_token_at is not None
+    a.started, a.first_token_at = a.first_token_at - 0.5, a.first_token_at - 0.4  # as if it took a while
     a.finish()
     assert a.content == "Hello"
     assert a.reasoning == "hmm"
@@ -340,8 +347,12 @@ def test_answer_folds_content_tool_calls_finish_and_usage() -> None:
         },
         {"id": "call_2", "type": "function", "function": {"name": "t", "arguments": "{}"}},
     ]
-    assert a.stats().startswith("9 tokens · ")
-    assert a.stats().endswith("tok/s")
+    assert re.fullmatch(r"9 tokens · 0\.\d s · \d+\.\d tok/s", a.stats())
+    burst = Answer()
+    burst.add(chunk({"content": "x"}))
+    burst.add({"choices": [], "usage": {"completion_tokens": 5}})
+    burst.finish()
+    assert "tok/s" not in burst.stats()  # all tokens at once: no meaningful rate
 
 
 # ---- rendering --------------------------------------------------------------------------
@@ -382,3 +393,10 @@ def test_rendering_an_empty_answer_says_so() -> None:
     a = Answer()
     a.add(chunk({}, "stop"))
     assert "(the answer is empty)" in render(a, terminal=True)
+
+
+def test_rendering_warns_when_the_stream_ends_without_a_finish_reason() -> None:
+    a = Answer()
+    a.add(chunk({"content": "half an ans"}))
+    a.finish()
+    assert "ended without a finish_reason" in render(a, terminal=True)

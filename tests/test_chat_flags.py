@@ -28,6 +28,11 @@ from reference.cli.chat_flags import FLAGS, FlagError, format_flags, parse_flag,
         ("temp=1", ("temperature", 1.0)),
         ("top_k=40", ("top_k", 40)),
         (" temperature = 0.5 ", ("temperature", 0.5)),
+        ("tool_choice=required", ("tool_choice", "required")),
+        (
+            "tool_choice=get_weather",
+            ("tool_choice", {"type": "function", "function": {"name": "get_weather"}}),
+        ),
     ],
 )
 def test_valid_pairs_convert_to_typed_values(pair: str, expected: tuple[str, object]) -> None:
@@ -57,6 +62,7 @@ def test_valid_pairs_convert_to_typed_values(pair: str, expected: tuple[str, obj
         ('stop=[""]', "cannot be empty"),
         ("temprature=1", "unknown flag 'temprature'"),
         ("n=2", "one answer per turn"),
+        ("tool_choice=a b", "a function name"),
     ],
 )
 def test_malformed_pairs_raise_a_message_naming_the_pair(pair: str, message: str) -> None:
@@ -86,6 +92,7 @@ def test_request_kwargs_puts_non_openai_flags_in_extra_body() -> None:
 def test_format_flags_quotes_text() -> None:
     assert format_flags({}) == "(server defaults)"
     assert format_flags({"seed": 1, "stop": "\n"}) == 'seed=1 stop="\\n"'
+    assert format_flags(parse_flags(["tool_choice=f"])) == 'tool_choice="f"'
 
 
 def test_command_line_splits_model_and_flags_in_any_order() -> None:

@@ -68,3 +68,14 @@ def test_llama3_text_is_not_a_call() -> None:
 def test_mistral_marker_call() -> None:
     text, calls = _feed_in_pieces('[TOOL_CALLS]{"name": "f", "arguments": {}}', 5, "mistral")
     assert calls == [("f", "{}")] and text == ""
+
+
+def test_call_cut_before_its_name_is_not_leaked_as_content() -> None:
+    p = ToolCallParser(FORMATS["hermes"])
+    events = p.feed('Sure. <tool_call>{"na') + p.finish()
+    assert _fold(events) == ("Sure. ", [])
+
+
+def test_marker_followed_by_prose_stays_content() -> None:
+    text, calls = _feed_in_pieces("use <tool_call> tags", 3)
+    assert text == "use <tool_call> tags" and calls == []

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
 
 from fixtures import DEFAULT_MODEL
-from reference.loading import LoadMode
+from reference.config import DTYPES, ModeOptions, load_config, mode_options
+from reference.quant import QUANT_MODES
 from reference.settings import Settings, SettingsError
 
 __all__ = ["build_parser", "main", "settings_from_args"]
@@ -22,8 +26,19 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         dest="models",
         metavar="SPEC",
-        help=f"servable model: a preset id, ID=DIR or a model DIR; repeatable, the first is the "
-        f"default and is loaded at start (default: {DEFAULT_MODEL})",
+        help=f"servable model: [ID=]SOURCE[,key=value...], SOURCE a preset (or <preset>-int8, -bnb-8bit, "
+        f"-bnb-4bit), a model DIR, a .gguf FILE or (with --allow-hub) a hub id; keys: alias, pinned, dtype, "
+        f"device, attn, quantization, speculative, speculative_tokens. Repeatable; the first model is the "
+        f"default and loads at start (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--config", type=Path, metavar="FILE", help="TOML file of [[model]] tables and [server] keys"
+    )
+    p.add_argument(
+        "--allow-hub",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve hub ids (org/name) from the local Hugging Face cache; never downloads (default: off)",
     )
     p.add_argument(
         "--api-key",
@@ -31,43 +46,50 @@ def build_parser() -> argparse.ArgumentParser:
         help="require `Authorization: Bearer KEY` on /v1 (default: $CHATREF_API_KEY, else none)",
     )
     p.add_argument("--cors-origins", nargs="*", default=[], help="allowed CORS origins (default: CORS off)")
+    p.add_argument("--max-loaded", type=int, help="models resident at once, LRU-evicted (default: 2)")
     p.add_argument(
-        "--max-loaded", type=int, default=2, help="models resident at once, LRU-evicted (default: 2)"
-    )
-    p.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=None,
-        help="unload a model idle this many seconds (default: never)",
+        "--idle-timeout", type=float, help="unload a model idle this many seconds (default: never)"
     )
     p.add_argument(
         "--no-preload", action="store_true", help="load the default model on first use, not at start"
     )
-    p.add_argument(
-        "--dtype",
-        default="auto",
-        choices=["auto", "float32", "bfloat16", "float16"],
-        help="weights dtype (default: auto = fp32 on CPU, bf16 on CUDA)",
+    modes = p.add_argument_group("serving mode of every model (a model's own options win)")
+    modes.add_argument(
+        "--dtype", choices=DTYPES, help="weights dtype (default: auto = fp32 on CPU, bf16 on CUDA)"
     )
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    modes.add_argument("--device", help="auto, cpu or cuda (default: auto)")
+    modes.add_argument("--attn", help="attention implementation, e.g. sdpa or eager (default: transformers')")
+    modes.add_argument("--quantization", choices=QUANT_MODES, help="weights quantization (default: none)")
+    modes.add_argument("--speculative", help="none, prompt-lookup or draft:<model id> (default: none)")
+    modes.add_argument("--speculative-tokens", type=int, help="tokens proposed per verify step (default: 4)")
     p.add_argument("--log-level", default="info", help="default: info")
     return p
 
 
 def settings_from_args(argv: list[str]) -> Settings:
+    """Flags over the config file's ``[server]`` over built-in defaults."""
     a = build_parser().parse_args(argv)
+    config = load_config(a.config) if a.config else None
+    given = {f.name: getattr(a, f.name) for f in fields(ModeOptions) if getattr(a, f.name) is not None}
+    flags = mode_options(given, "command line")  # the checks a --model option gets
     return Settings(
         host=a.host,
         port=a.port,
-        models=tuple(a.models or [DEFAULT_MODEL]),
+        models=tuple(a.models or ()),
+        config=config,
+        allow_hub=bool(_first(a.allow_hub, config and config.allow_hub, False)),
         api_key=a.api_key or None,
         cors_origins=tuple(a.cors_origins),
-        max_loaded=a.max_loaded,
-        idle_timeout=a.idle_timeout,
+        max_loaded=int(_first(a.max_loaded, config and config.max_loaded, 2)),
+        idle_timeout=_first(a.idle_timeout, config and config.idle_timeout, None),
         preload=not a.no_preload,
-        mode=LoadMode(dtype=a.dtype, device=a.device),
+        defaults=flags.over(config.defaults) if config else flags,
         log_level=a.log_level,
     )
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v is not None), None)
 
 
 def main(argv: list[str]) -> int:
@@ -75,7 +97,11 @@ def main(argv: list[str]) -> int:
 
     from reference.app import create_app
 
-    settings = settings_from_args(argv)
+    try:
+        settings = settings_from_args(argv)
+    except SettingsError as exc:
+        print(f"chatref serve: {exc}")
+        return 2
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

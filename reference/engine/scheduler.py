@@ -4,6 +4,11 @@ Requests arrive from the event loop through :meth:`Engine.submit`; tokens go bac
 request's asyncio queue with ``call_soon_threadsafe``, so model work never blocks the loop.
 Sequences are stepped round-robin, one token each per round: a long answer does not make a
 short one wait, and a cancelled sequence is dropped before its next step.
+
+A model served in a speculative mode advances a greedy sequence by one speculative step per
+round (one target forward verifying up to ``k`` proposed tokens, :mod:`reference.engine.speculative`):
+the tokens are those plain greedy decoding gives. Sequences whose tokens speculation could
+change (sampling, penalties, logprobs, a grammar constraint) take plain steps on the same model.
 """
 
 from __future__ import annotations
@@ -17,7 +22,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from reference.engine.sampling import SamplerState, sample
+from reference.engine.speculative import (
+    DraftModelProposer,
+    PromptLookupProposer,
+    Proposer,
+    SpeculativeConfig,
+    crop_cache,
+)
+from reference.engine.speculative import _forward as forward_tokens  # the k-token verify forward
 from reference.engine.steps import decode_one_token, prefill
 from reference.engine.types import EngineFailure, FinishReason, SamplingParams, TokenConstraint, TokenEvent
 
@@ -34,6 +49,8 @@ class EngineStats:
     tokens_generated: int = 0
     decode_seconds: float = 0.0
     live: int = 0
+    draft_proposed: int = 0  # speculative modes: tokens proposed for verification
+    draft_accepted: int = 0  # of those, tokens the model agreed with
 
 
 class SequenceHandle:
@@ -74,6 +91,8 @@ class _Sequence:
     handle: SequenceHandle
     sampler: SamplerState
     constraint: TokenConstraint | None
+    proposer: Proposer | None = None  # set when this sequence decodes speculatively
+    history: list[int] = field(default_factory=list)  # speculative: prompt + output so far
     cache: Any = None
     last_token: int = -1
     generated: int = 0
@@ -83,8 +102,19 @@ class _Sequence:
 class Engine:
     """Owns one loaded model and its worker thread."""
 
-    def __init__(self, model: Any, *, context_length: int, vocab_size: int, name: str = "model") -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        context_length: int,
+        vocab_size: int,
+        name: str = "model",
+        speculative: SpeculativeConfig | None = None,
+        draft_model: Any = None,  # speculative kind "draft": the proposing model
+    ) -> None:
         self.model = model
+        self.speculative = speculative
+        self.draft_model = draft_model
         self.context_length = context_length
         self.vocab_size = vocab_size
         self.name = name
@@ -105,12 +135,26 @@ class Engine:
             raise ValueError("prompt does not fit the context window")
         handle = SequenceHandle(asyncio.get_running_loop())
         seq = _Sequence(prompt_ids, params, handle, SamplerState(params, self.vocab_size), constraint)
+        seq.proposer = self._proposer(params, constraint)
+        if seq.proposer is not None:
+            seq.history = list(prompt_ids)
         with self._cv:
             if self._closed:
                 raise RuntimeError("engine is closed")
             self._pending.append(seq)
             self._cv.notify()
         return handle
+
+    def _proposer(self, params: SamplingParams, constraint: TokenConstraint | None) -> Proposer | None:
+        """Speculate only where it cannot change the tokens: greedy, no penalties/logprobs/grammar."""
+        spec = self.speculative
+        if spec is None or constraint is not None or params.temperature != 0.0:
+            return None
+        if params.frequency_penalty or params.presence_penalty or params.top_logprobs is not None:
+            return None
+        if spec.kind == "draft":
+            return None if self.draft_model is None else DraftModelProposer(self.draft_model)
+        return PromptLookupProposer(spec.ngram_max)
 
     def close(self, timeout: float = 5.0) -> None:
         with self._cv:
@@ -138,6 +182,7 @@ class Engine:
         if seq in self._active:
             self._active.remove(seq)
         seq.cache = None
+        seq.proposer = None  # a draft model's cache goes with it
         seq.handle.finished.set()
         seq.handle._post(_DONE)
 
@@ -148,13 +193,7 @@ class Engine:
             return
         t0 = time.perf_counter()
         try:
-            if seq.cache is None:
-                self.stats.sequences_started += 1
-                logits, seq.cache = prefill(self.model, seq.prompt_ids)
-            else:
-                logits = decode_one_token(self.model, seq.last_token, seq.cache)
-            mask = seq.constraint.allowed_mask(self.vocab_size) if seq.constraint else None
-            token, logprob, top = sample(logits, seq.sampler, mask)
+            tokens = self._next_tokens(seq)
         except Exception as exc:  # a model failure must end this request, not the worker
             log.exception("generation failed")
             seq.handle._post(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
@@ -162,15 +201,51 @@ class Engine:
             return
         if seq.generated:
             self.stats.decode_seconds += time.perf_counter() - t0
-        seq.generated += 1
-        seq.last_token = token
-        self.stats.tokens_generated += 1
-        if seq.constraint is not None:
-            seq.constraint.accept(token)
-        finish = self._finish_reason(seq, token)
-        seq.handle._post(TokenEvent(token, logprob, top, finish))
-        if finish is not None:
-            self._finish(seq)
+        for token, logprob, top in tokens:
+            seq.generated += 1
+            seq.last_token = token
+            if seq.proposer is not None:
+                seq.history.append(token)
+            self.stats.tokens_generated += 1
+            if seq.constraint is not None:
+                seq.constraint.accept(token)
+            finish = self._finish_reason(seq, token)
+            seq.handle._post(TokenEvent(token, logprob, top, finish))
+            if finish is not None:
+                self._finish(seq)
+                return
+
+    def _next_tokens(self, seq: _Sequence) -> list[tuple[int, float | None, tuple[tuple[int, float], ...]]]:
+        if seq.cache is None:
+            self.stats.sequences_started += 1
+            logits, seq.cache = prefill(self.model, seq.prompt_ids)
+        elif seq.proposer is not None:
+            return [(token, None, ()) for token in self._speculate(seq, seq.proposer)]
+        else:
+            logits = decode_one_token(self.model, seq.last_token, seq.cache)
+        mask = seq.constraint.allowed_mask(self.vocab_size) if seq.constraint else None
+        return [sample(logits, seq.sampler, mask)]
+
+    def _speculate(self, seq: _Sequence, proposer: Proposer) -> list[int]:
+        """One target forward over the last token and up to k proposals: the accepted proposals
+        and the model's own token after them (greedy, with the request's logit bias)."""
+        assert self.speculative is not None
+        bias = seq.sampler.bias  # [vocab] or None; penalties never reach here (see _proposer)
+        left = min(seq.params.max_new_tokens, self.context_length - len(seq.prompt_ids)) - seq.generated
+        k = min(self.speculative.num_tokens, left - 1)
+        draft = proposer.propose(seq.history, k) if k > 0 else []
+        if not draft:
+            logits = decode_one_token(self.model, seq.last_token, seq.cache)  # [vocab]
+            return [int(torch.argmax(logits if bias is None else logits + bias))]
+        logits = forward_tokens(self.model, [seq.last_token, *draft], seq.cache)  # [k+1, vocab]
+        preds = torch.argmax(logits if bias is None else logits + bias, dim=-1).tolist()  # [k+1]
+        n = 0
+        while n < len(draft) and draft[n] == preds[n]:
+            n += 1
+        self.stats.draft_proposed += len(draft)
+        self.stats.draft_accepted += n
+        crop_cache(seq.cache, len(seq.history) + n)  # the cache holds all of history but its last token
+        return [*draft[:n], int(preds[n])]
 
     def _finish_reason(self, seq: _Sequence, token: int) -> FinishReason | None:
         if token in seq.params.stop_token_ids:

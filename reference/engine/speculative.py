@@ -62,7 +62,7 @@ def crop_cache(cache: DynamicCache, length: int) -> None:
 def _forward(model: Any, token_ids: list[int], cache: DynamicCache) -> torch.Tensor:
     """Feed several tokens at the end of ``cache``; returns their logits [T, vocab]."""
     ids = torch.tensor([token_ids], dtype=torch.long, device=model.device)  # [1, T]
-    out = model(input_ids=ids, use_cache=True, **{_cache_keyword(type(model)): cache})
+    out = model(input_ids=ids, use_cache=True, **{_cache_keyword(model): cache})
     return out.logits[0].float().cpu()  # [T, vocab]
 
 
@@ -113,7 +113,9 @@ class DraftModelProposer:
         return out
 
 
-def greedy_generate(model: Any, prompt_ids: list[int], max_new_tokens: int, stop_ids: frozenset[int]) -> list[int]:
+def greedy_generate(
+    model: Any, prompt_ids: list[int], max_new_tokens: int, stop_ids: frozenset[int]
+) -> list[int]:
     """Plain greedy decoding with the engine's steps: the reference speculation must match."""
     logits, cache = prefill(model, prompt_ids)
     out = [int(torch.argmax(logits))]

@@ -100,7 +100,9 @@ class ToolCallParser:
     def finish(self) -> list[ToolEvent]:
         """End of generation: whatever is still held back is plain content (or a cut-off call)."""
         events: list[ToolEvent] = []
-        if self._state in {"text", "header"} and self._buf:
+        cut_call = self._state == "header" and self._buf.lstrip().startswith("{")
+        if self._state in {"text", "header"} and self._buf and not cut_call:
+            # a marker followed by anything but a call's JSON was prose; a cut-off call is dropped
             prefix = self.fmt.open if self._state == "header" else ""
             events.append(Content(prefix + self._buf))
         self._buf = ""

@@ -1,0 +1,1 @@
+"""pytest-benchmark entry points and the CI perf gate (run: pytest perf/benchmarks)."""

@@ -1,0 +1,292 @@
+"""Timed decoding per serving mode: TTFT, decode tokens/s, bytes/token and MBU.
+
+Owns the mode table (plain, quantized, speculative), loading each through the server's own
+``reference.loading`` and timing the engine's own steps (``reference.engine.steps``) or
+speculative loop, interleaved round-robin with a bandwidth reference kernel so co-tenant
+drift cancels in ratios. Knows nothing of how results are printed or gated.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from perf.accounting import ByteAccount, account
+from perf.bandwidth import ReferenceKernel
+from reference.engine.speculative import (
+    DraftModelProposer,
+    PromptLookupProposer,
+    SpeculativeConfig,
+    SpeculativeStats,
+    speculative_generate,
+)
+from reference.engine.steps import decode_one_token, prefill
+from reference.loading import LoadedModel, LoadMode, load_model
+
+__all__ = [
+    "DEFAULT_MODES",
+    "MODES",
+    "DecodeStats",
+    "ModeRunner",
+    "ModeSpec",
+    "grounded_prompt",
+    "load_runners",
+    "measure",
+    "prompt_for",
+    "run_modes",
+]
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    name: str
+    load: LoadMode
+    speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
+    draft_load: LoadMode | None = None  # the draft: the same model loaded in this mode
+    token_fraction: float = 1.0  # slow modes decode fewer tokens per run
+
+
+_FP32 = LoadMode(dtype="float32")
+MODES: dict[str, ModeSpec] = {
+    m.name: m
+    for m in (
+        ModeSpec("fp32", _FP32),
+        ModeSpec("bf16", LoadMode(dtype="bfloat16")),
+        ModeSpec("int8", LoadMode(dtype="float32", quantization="int8")),
+        ModeSpec("bnb-8bit", LoadMode(dtype="float32", quantization="bnb-8bit"), token_fraction=0.5),
+        ModeSpec("bnb-4bit", LoadMode(dtype="float32", quantization="bnb-4bit"), token_fraction=0.5),
+        ModeSpec("prompt-lookup", _FP32, SpeculativeConfig("prompt-lookup", num_tokens=6)),
+        ModeSpec(
+            "draft-int8",
+            _FP32,
+            SpeculativeConfig("draft", num_tokens=4),
+            draft_load=LoadMode(dtype="float32", quantization="int8"),
+        ),
+    )
+}
+DEFAULT_MODES: tuple[str, ...] = tuple(MODES)
+
+_TEXT = (
+    "Chatref is a reference chat server. It speaks the OpenAI chat completions protocol, streams "
+    "tokens as server-sent events, and runs small open models on a laptop CPU. Its performance "
+    "suite measures how close decoding gets to the memory-bandwidth roofline, because every "
+    "generated token reads every weight of the model once."
+)
+
+
+def grounded_prompt(tokenizer: Any) -> list[int]:
+    """An input-grounded task (repeat a paragraph), where prompt lookup can help."""
+    messages = [{"role": "user", "content": f"Repeat this text exactly, word for word:\n\n{_TEXT}"}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    return list(ids if isinstance(ids, list) else ids["input_ids"])
+
+
+@dataclass
+class DecodeStats:
+    mode: str
+    tokens_per_s: float  # median over runs, decode only (first token excluded)
+    ttft_s: float  # median prefill time: prompt in, first token out
+    prompt_tokens: int
+    new_tokens: int
+    runs: int
+    bytes_per_token: int
+    account: dict[str, int]
+    bandwidth_gbps: float  # the suite's best-of-N figure
+    reference_gbps: float  # best of the reference kernel runs interleaved with this mode's runs
+    load_seconds: float
+    acceptance: float | None = None  # speculative modes only
+    speedup: float | None = None  # tokens/s over the plain fp32 mode of the same run (medians)
+    speedup_best: float | None = None  # the same from best runs: what the gate compares
+    samples_s: list[float] = field(default_factory=list)  # decode seconds per timed run
+    error: str | None = None
+
+    @property
+    def achieved_gbps(self) -> float:
+        return self.tokens_per_s * self.bytes_per_token / 1e9
+
+    @property
+    def mbu(self) -> float:
+        return self.achieved_gbps / self.bandwidth_gbps if self.bandwidth_gbps else 0.0
+
+    @property
+    def best_tokens_per_s(self) -> float:
+        """From the fastest timed run: co-tenant noise only ever adds time, so best-of is steadier."""
+        return (self.new_tokens - 1) / min(self.samples_s) if self.samples_s else 0.0
+
+    @property
+    def mbu_ref(self) -> float:
+        """Best-run bytes/s over the best interleaved reference kernel: the figure the gate compares."""
+        return (
+            self.best_tokens_per_s * self.bytes_per_token / 1e9 / self.reference_gbps
+            if self.reference_gbps
+            else 0.0
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        extra = {"best_tokens_per_s": self.best_tokens_per_s, "achieved_gbps": self.achieved_gbps}
+        return {**asdict(self), **extra, "mbu": self.mbu, "mbu_ref": self.mbu_ref}
+
+
+def _sync(model: Any) -> None:
+    if model.device.type == "cuda":
+        torch.cuda.synchronize(model.device)
+
+
+class ModeRunner:
+    """One loaded mode; ``run`` decodes ``n`` tokens and returns (ttft s, decode s)."""
+
+    def __init__(self, spec: ModeSpec, path: Path, device: str) -> None:
+        self.spec = spec
+        self.loaded: LoadedModel = load_model(path, _with_device(spec.load, device))
+        self.load_seconds = self.loaded.load_seconds
+        self.draft: LoadedModel | None = None
+        if spec.draft_load is not None:
+            self.draft = load_model(path, _with_device(spec.draft_load, device))
+            self.load_seconds += self.draft.load_seconds
+        self.stats = SpeculativeStats()
+
+    def run(self, prompt: list[int], n: int) -> tuple[float, float]:
+        model = self.loaded.model
+        _sync(model)
+        t0 = time.perf_counter()
+        if self.spec.speculative.kind == "none":
+            logits, cache = prefill(model, prompt)
+            token = int(torch.argmax(logits))
+            _sync(model)
+            t1 = time.perf_counter()
+            for _ in range(n - 1):
+                token = int(torch.argmax(decode_one_token(model, token, cache)))
+        else:
+            stream = speculative_generate(
+                model,
+                prompt,
+                n,
+                self._proposer(),
+                num_tokens=self.spec.speculative.num_tokens,
+                stats=self.stats,
+            )
+            next(stream)
+            _sync(model)
+            t1 = time.perf_counter()
+            for _ in stream:
+                pass
+        _sync(model)
+        return t1 - t0, time.perf_counter() - t1
+
+    def tokens(self, new_tokens: int) -> int:
+        """Tokens this mode decodes per run (slow modes fewer)."""
+        return max(8, int(new_tokens * self.spec.token_fraction))
+
+    def _proposer(self) -> DraftModelProposer | PromptLookupProposer:
+        if self.draft is not None:
+            return DraftModelProposer(self.draft.model)
+        return PromptLookupProposer(self.spec.speculative.ngram_max)
+
+
+def _with_device(mode: LoadMode, device: str) -> LoadMode:
+    return LoadMode(mode.dtype, device, mode.attn_implementation, mode.quantization)
+
+
+def load_runners(
+    path: Path, modes: list[str], device: str = "auto", log: Callable[[str], None] = lambda _: None
+) -> tuple[dict[str, ModeRunner], dict[str, str]]:
+    """Load every mode; a mode that cannot load here is returned as an error, not raised."""
+    runners: dict[str, ModeRunner] = {}
+    errors: dict[str, str] = {}
+    for name in modes:
+        log(f"loading {name}")
+        try:
+            runners[name] = ModeRunner(MODES[name], path, device)
+        except Exception as exc:
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    return runners, errors
+
+
+def prompt_for(runners: dict[str, ModeRunner]) -> list[int]:
+    first = next(iter(runners.values()), None)
+    return grounded_prompt(first.loaded.tokenizer) if first else []
+
+
+def measure(
+    runners: dict[str, ModeRunner],
+    errors: dict[str, str],
+    *,
+    bandwidth_gbps: float,
+    new_tokens: int = 64,
+    runs: int = 3,
+    warmup: int = 1,
+    log: Callable[[str], None] = lambda _: None,
+) -> list[DecodeStats]:
+    """Time loaded modes round-robin (warm-up rounds, then ``runs`` timed rounds), each run
+    preceded by the reference kernel so that drift shows up in both."""
+    runners, errors = dict(runners), dict(errors)
+    prompt = prompt_for(runners)
+    first = next(iter(runners.values()), None)
+    reference = ReferenceKernel(first.loaded.model.device if first else "cpu")
+    samples: dict[str, list[tuple[float, float, float]]] = {name: [] for name in runners}
+    for round_ in range(warmup + runs):
+        log(f"round {round_ + 1}/{warmup + runs}{' (warm-up)' if round_ < warmup else ''}")
+        for name, runner in list(runners.items()):
+            try:
+                ref = reference()
+                ttft, dec = runner.run(prompt, runner.tokens(new_tokens))
+            except Exception as exc:  # a mode failing mid-run is reported, the others go on
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                del runners[name]
+                continue
+            if round_ >= warmup:
+                samples[name].append((ttft, dec, ref))
+    stats = [_summarize(r, samples[name], prompt, new_tokens, bandwidth_gbps) for name, r in runners.items()]
+    stats += [_failed(name, err, bandwidth_gbps) for name, err in errors.items()]
+    plain = next((s for s in stats if s.mode == "fp32" and not s.error), None)
+    for s in stats:
+        if plain and not s.error:
+            s.speedup = s.tokens_per_s / plain.tokens_per_s
+            s.speedup_best = s.best_tokens_per_s / plain.best_tokens_per_s
+    order = {name: i for i, name in enumerate(MODES)}
+    return sorted(stats, key=lambda s: order.get(s.mode, len(order)))
+
+
+def run_modes(path: Path, modes: list[str], *, device: str = "auto", **kw: Any) -> list[DecodeStats]:
+    """Load and measure ``modes`` of the model at ``path`` (``kw``: :func:`measure`'s options)."""
+    runners, errors = load_runners(path, modes, device, kw.get("log", lambda _: None))
+    return measure(runners, errors, **kw)
+
+
+def _summarize(
+    runner: ModeRunner,
+    samples: list[tuple[float, float, float]],
+    prompt: list[int],
+    new_tokens: int,
+    bw: float,
+) -> DecodeStats:
+    n = runner.tokens(new_tokens)
+    ttft = statistics.median(s[0] for s in samples)
+    decode = [s[1] for s in samples]
+    acc: ByteAccount = account(runner.loaded.model, len(prompt) + n // 2)  # mean context while decoding
+    spec = runner.spec.speculative.kind != "none"
+    return DecodeStats(
+        mode=runner.spec.name,
+        tokens_per_s=(n - 1) / statistics.median(decode),
+        ttft_s=ttft,
+        prompt_tokens=len(prompt),
+        new_tokens=n,
+        runs=len(samples),
+        bytes_per_token=acc.total,
+        account=acc.to_dict(),
+        bandwidth_gbps=bw,
+        reference_gbps=max(s[2] for s in samples),
+        load_seconds=runner.load_seconds,
+        acceptance=runner.stats.acceptance if spec else None,
+        samples_s=decode,
+    )
+
+
+def _failed(mode: str, error: str, bw: float) -> DecodeStats:
+    return DecodeStats(mode, 0.0, 0.0, 0, 0, 0, 0, {}, bw, 0.0, 0.0, error=error)

@@ -1,0 +1,38 @@
+"""Shared fixtures: the tiny random model (fast) and the real default model (marked slow)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP, where we are first
+
+from pathlib import Path
+
+import pytest
+
+from fixtures import get_preset, materialize
+from reference.loading import LoadedModel, LoadMode, load_model
+
+
+@pytest.fixture(scope="session")
+def tiny_path() -> Path:
+    preset = get_preset("tiny-random-llama")
+    assert preset is not None
+    return materialize(preset)
+
+
+@pytest.fixture(scope="session")
+def tiny_fp32(tiny_path: Path) -> LoadedModel:
+    return load_model(tiny_path, LoadMode(dtype="float32", device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def tiny_int8(tiny_path: Path) -> LoadedModel:
+    return load_model(tiny_path, LoadMode(dtype="float32", device="cpu", quantization="int8"))
+
+
+@pytest.fixture(scope="session")
+def default_path() -> Path:
+    preset = get_preset("smollm2-135m-instruct")
+    assert preset is not None
+    return materialize(preset)

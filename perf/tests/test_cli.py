@@ -1,0 +1,34 @@
+"""``chatref perf`` end to end on the tiny model: table, JSON, Markdown, PNG, baseline and gate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from perf.cli import main
+
+
+def test_cli_writes_every_report_and_gates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, baseline = tmp_path / "out", tmp_path / "baseline.json"
+    argv = ["--model", "tiny", "--modes", "fp32", "int8", "prompt-lookup", "--new-tokens", "10"]
+    argv += ["--runs", "1", "--warmup", "0", "--device", "cpu", "--out", str(out), "--quiet"]
+    assert main([*argv, "--write-baseline", str(baseline)]) == 0
+    doc = json.loads((out / "perf.json").read_text())
+    assert [m["mode"] for m in doc["modes"]] == ["fp32", "int8", "prompt-lookup"]
+    assert doc["bandwidth"]["gbps"] > 0 and doc["machine"]["versions"]["torch"]
+    for m in doc["modes"]:
+        assert m["error"] is None and m["tokens_per_s"] > 0 and m["bytes_per_token"] > 0
+        assert m["mbu"] == pytest.approx(
+            m["tokens_per_s"] * m["bytes_per_token"] / 1e9 / doc["bandwidth"]["gbps"]
+        )
+    assert (out / "roofline.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| prompt-lookup |" in (out / "perf.md").read_text()
+    assert "decode on tiny-random-llama" in capsys.readouterr().out
+    assert set(json.loads(baseline.read_text())["ratios"]) >= {"speedup:int8", "acceptance:prompt-lookup"}
+
+
+def test_cli_rejects_unknown_modes() -> None:
+    with pytest.raises(SystemExit, match="unknown mode"):
+        main(["--model", "tiny", "--modes", "fp64"])
