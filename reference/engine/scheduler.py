@@ -32,8 +32,7 @@ from reference.engine.speculative import (
     SpeculativeConfig,
     crop_cache,
 )
-from reference.engine.speculative import _forward as forward_tokens  # the k-token verify forward
-from reference.engine.steps import decode_one_token, prefill
+from reference.engine.steps import decode_one_token, extend, prefill
 from reference.engine.types import EngineFailure, FinishReason, SamplingParams, TokenConstraint, TokenEvent
 
 __all__ = ["Engine", "EngineStats", "SequenceHandle"]
@@ -237,7 +236,7 @@ class Engine:
         if not draft:
             logits = decode_one_token(self.model, seq.last_token, seq.cache)  # [vocab]
             return [int(torch.argmax(logits if bias is None else logits + bias))]
-        logits = forward_tokens(self.model, [seq.last_token, *draft], seq.cache)  # [k+1, vocab]
+        logits = extend(self.model, [seq.last_token, *draft], seq.cache)  # [k+1, vocab]
         preds = torch.argmax(logits if bias is None else logits + bias, dim=-1).tolist()  # [k+1]
         n = 0
         while n < len(draft) and draft[n] == preds[n]:

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 import torch
 from transformers import DynamicCache
 
-from reference.engine.steps import _cache_keyword, decode_one_token, prefill
+from reference.engine.steps import decode_one_token, extend, prefill
 
 __all__ = [
     "DraftModelProposer",
@@ -58,14 +58,6 @@ def crop_cache(cache: DynamicCache, length: int) -> None:
         cache.crop(length - current)
 
 
-@torch.inference_mode()
-def _forward(model: Any, token_ids: list[int], cache: DynamicCache) -> torch.Tensor:
-    """Feed several tokens at the end of ``cache``; returns their logits [T, vocab]."""
-    ids = torch.tensor([token_ids], dtype=torch.long, device=model.device)  # [1, T]
-    out = model(input_ids=ids, use_cache=True, **{_cache_keyword(model): cache})
-    return out.logits[0].float().cpu()  # [T, vocab]
-
-
 class Proposer(Protocol):
     def propose(self, tokens: list[int], k: int) -> list[int]:
         """Up to ``k`` guesses for the tokens after ``tokens`` (prompt + output so far)."""
@@ -103,7 +95,7 @@ class DraftModelProposer:
             logits, self.cache = prefill(self.draft, tokens)  # [vocab]
         else:
             crop_cache(self.cache, keep)  # roll back what the target rejected
-            logits = _forward(self.draft, tokens[keep:], self.cache)[-1]  # [vocab]
+            logits = extend(self.draft, tokens[keep:], self.cache)[-1]  # [vocab]
         out: list[int] = []
         for i in range(k):
             out.append(int(torch.argmax(logits)))
@@ -149,7 +141,7 @@ def speculative_generate(
         if not draft:
             new = [int(torch.argmax(decode_one_token(model, token, cache)))]
         else:
-            preds = torch.argmax(_forward(model, [token, *draft], cache), dim=-1).tolist()  # [k+1]
+            preds = torch.argmax(extend(model, [token, *draft], cache), dim=-1).tolist()  # [k+1]
             n = 0
             while n < len(draft) and draft[n] == preds[n]:
                 n += 1

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-__all__ = ["decode_one_token", "prefill"]
+__all__ = ["decode_one_token", "extend", "prefill"]
 
 
 _CACHE_KEYWORD: dict[type, str] = {}
@@ -40,3 +40,11 @@ def decode_one_token(model: Any, token_id: int, cache: DynamicCache) -> torch.Te
     ids = torch.tensor([[token_id]], dtype=torch.long, device=model.device)  # [1, 1]
     out = model(input_ids=ids, use_cache=True, **{_cache_keyword(model): cache})
     return out.logits[0, -1].float().cpu()  # [vocab]
+
+
+@torch.inference_mode()
+def extend(model: Any, token_ids: list[int], cache: DynamicCache) -> torch.Tensor:
+    """Feed several tokens at the end of ``cache`` (a speculative verify); returns logits [T, vocab]."""
+    ids = torch.tensor([token_ids], dtype=torch.long, device=model.device)  # [1, T]
+    out = model(input_ids=ids, use_cache=True, **{_cache_keyword(model): cache})
+    return out.logits[0].float().cpu()  # [T, vocab]
