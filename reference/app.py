@@ -37,16 +37,15 @@ def _api_error(_: Request, exc: APIError) -> Response[Any]:
     return _envelope(exc.status_code, exc.message, exc.error_type, exc.param, exc.code)
 
 
+def _invalid_json(detail: object) -> Response[Any]:
+    message = f"We could not parse the JSON body of your request: {detail}"
+    return _envelope(400, message, "invalid_request_error", None, "invalid_json")
+
+
 def _validation_error(_: Request, exc: ValidationException) -> Response[Any]:
     """Litestar/msgspec decoding failures: malformed JSON, wrong types, out-of-range values."""
     if "malformed" in str(exc.detail).lower():
-        return _envelope(
-            400,
-            f"We could not parse the JSON body of your request: {exc.detail}",
-            "invalid_request_error",
-            None,
-            "invalid_json",
-        )
+        return _invalid_json(exc.detail)
     param: str | None = None
     message = str(exc.detail)
     if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
@@ -66,13 +65,7 @@ def _validation_error(_: Request, exc: ValidationException) -> Response[Any]:
 def _http_error(_: Request, exc: HTTPException) -> Response[Any]:
     status = exc.status_code
     if status == 400 and "malformed" in str(exc.detail).lower():
-        return _envelope(
-            400,
-            f"We could not parse the JSON body of your request: {exc.detail}",
-            "invalid_request_error",
-            None,
-            "invalid_json",
-        )
+        return _invalid_json(exc.detail)
     code = {
         400: "invalid_request",
         404: "not_found",
