@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import TIMEOUT, TINY, chat_body
+from tests.server import RunningServer
 
 
 def _live(http: httpx.Client) -> int:
@@ -75,11 +76,15 @@ def test_stream_disconnect_stops_generation(base_url: str, http: httpx.Client) -
     assert r.status_code == 200
 
 
-def test_non_stream_disconnect_stops_generation(base_url: str, http: httpx.Client) -> None:
+def test_non_stream_disconnect_stops_generation(
+    base_url: str, http: httpx.Client, server: RunningServer | str
+) -> None:
     body = chat_body(max_tokens=450, logit_bias={"2": -100})
     with pytest.raises(httpx.TimeoutException), httpx.Client(base_url=base_url, timeout=0.5) as c:
         c.post("/v1/chat/completions", json=body)
     _wait_idle(http, within=5.0)
+    if isinstance(server, RunningServer):  # the abandoned request must end quietly, not as a 500
+        assert "unhandled error" not in server.log()
 
 
 def test_burst_of_cancelled_streams_then_normal_request(base_url: str, http: httpx.Client) -> None:

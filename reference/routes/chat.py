@@ -55,8 +55,9 @@ async def create_chat_completion(
         if not work.done():
             gen.cancel()
             work.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch
+        for task in (watch, work):  # let both cancellations land before looking at the result
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(task, return_exceptions=True)
     if work.cancelled():
-        return Response(b"", status_code=499)
+        return Response(b"", status_code=499)  # nginx's "client closed request": nobody reads it
     return Response(encode(work.result()), media_type="application/json")
