@@ -85,6 +85,7 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
         context_length=loaded.context_length,
         stop_token_ids=loaded.eos_token_ids,
         vocab_size=loaded.vocab_size,
+        defaults=loaded.sampling_defaults,
     )
     constraints = await anyio.to_thread.run_sync(_constraints, loaded, output, plan.n)
     handles = []

@@ -45,6 +45,14 @@ class LoadedModel:
     def vocab_size(self) -> int:
         return int(self.model.get_output_embeddings().weight.shape[0])
 
+    @property
+    def sampling_defaults(self) -> dict[str, float]:
+        """``temperature``/``top_p`` the model's ``generation_config.json`` sets, for requests
+        that leave them out (as vLLM does); transformers' own defaults are not included."""
+        config = getattr(self.model, "generation_config", None)
+        explicit = config.to_diff_dict() if config is not None else {}
+        return {k: float(explicit[k]) for k in ("temperature", "top_p") if explicit.get(k) is not None}
+
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":

@@ -6,6 +6,7 @@ of a stream is sent, so each rejection is a clean 4xx envelope.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from reference.engine import SamplingParams
@@ -52,7 +53,9 @@ def sampling_params(
     context_length: int,
     stop_token_ids: frozenset[int],
     vocab_size: int,
+    defaults: Mapping[str, float] | None = None,
 ) -> SamplingParams:
+    defaults = defaults or {}  # the model's own generation defaults, where it sets any
     room = context_length - prompt_tokens
     requested = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
     param = "max_completion_tokens" if req.max_completion_tokens is not None else "max_tokens"
@@ -71,8 +74,8 @@ def sampling_params(
         bias[token] = value
     return SamplingParams(
         max_new_tokens=requested if requested is not None else room,
-        temperature=1.0 if req.temperature is None else req.temperature,
-        top_p=1.0 if req.top_p is None else req.top_p,
+        temperature=req.temperature if req.temperature is not None else defaults.get("temperature", 1.0),
+        top_p=req.top_p if req.top_p is not None else defaults.get("top_p", 1.0),
         seed=req.seed,
         frequency_penalty=req.frequency_penalty or 0.0,
         presence_penalty=req.presence_penalty or 0.0,
