@@ -87,6 +87,9 @@ def sdk_document() -> dict[str, Any]:
     request["properties"]["stream"] = {"anyOf": [{"type": "boolean"}, {"type": "null"}]}
     request["required"] = ["messages", "model"]
     close_objects(request)
+    # The top level stays open: clients send vendor extras, and servers (vLLM, llama.cpp's,
+    # the reference) rightly tolerate them. Everything nested is closed.
+    request["additionalProperties"] = True
     for name, schema in schemas.items():  # request-side definitions are closed too
         if (name.startswith("ChatCompletion") and name.endswith("Param")) or name in ("FunctionDefinition",):
             close_objects(schema)

@@ -2,7 +2,8 @@
 
 Validation (types, ranges, required fields) is declared here and enforced by msgspec when a
 body is decoded; rules that span fields live in ``reference.protocol.params``. Unknown
-top-level fields are ignored, since clients send vendor extras.
+top-level fields are ignored, since clients send vendor extras; inside a message an unknown
+field is an error, as with OpenAI (only what SDKs echo back from a response is accepted).
 """
 
 from __future__ import annotations
@@ -42,23 +43,23 @@ __all__ = [
 ]
 
 
-class TextPart(Struct, tag_field="type", tag="text"):
+class TextPart(Struct, forbid_unknown_fields=True, tag_field="type", tag="text"):
     text: str
 
 
-class ImagePart(Struct, tag_field="type", tag="image_url"):
+class ImagePart(Struct, forbid_unknown_fields=True, tag_field="type", tag="image_url"):
     image_url: dict[str, Any]
 
 
-class AudioPart(Struct, tag_field="type", tag="input_audio"):
+class AudioPart(Struct, forbid_unknown_fields=True, tag_field="type", tag="input_audio"):
     input_audio: dict[str, Any]
 
 
-class FilePart(Struct, tag_field="type", tag="file"):
+class FilePart(Struct, forbid_unknown_fields=True, tag_field="type", tag="file"):
     file: dict[str, Any]
 
 
-class RefusalPart(Struct, tag_field="type", tag="refusal"):
+class RefusalPart(Struct, forbid_unknown_fields=True, tag_field="type", tag="refusal"):
     refusal: str
 
 
@@ -66,40 +67,48 @@ ContentPart = TextPart | ImagePart | AudioPart | FilePart
 Content = str | list[ContentPart]
 
 
-class FunctionCall(Struct):
+class FunctionCall(Struct, forbid_unknown_fields=True):
     name: str
     arguments: str
 
 
-class ToolCall(Struct):
+class ToolCall(Struct, forbid_unknown_fields=True):
     id: str
     function: FunctionCall
     type: Literal["function"] = "function"
 
 
-class SystemMessage(Struct, tag_field="role", tag="system"):
-    content: str | list[TextPart]
+class _MessageFields(Struct, forbid_unknown_fields=True, kw_only=True):
+    """Fields a message of any role may carry. Agent clients echo some of them on every
+    message (``tool_calls: null`` on a tool result, say), so each role accepts them all and
+    uses only its own; anything else in a message is an error, as with OpenAI."""
+
     name: str | None = None
-
-
-class DeveloperMessage(Struct, tag_field="role", tag="developer"):
-    content: str | list[TextPart]
-    name: str | None = None
-
-
-class UserMessage(Struct, tag_field="role", tag="user"):
-    content: Content
-    name: str | None = None
-
-
-class AssistantMessage(Struct, tag_field="role", tag="assistant"):
-    content: str | list[TextPart | RefusalPart] | None = None
     tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
     refusal: str | None = None
-    name: str | None = None
+    annotations: list[dict[str, Any]] | None = None
+    audio: dict[str, Any] | None = None
+    function_call: FunctionCall | None = None
 
 
-class ToolMessage(Struct, tag_field="role", tag="tool"):
+class SystemMessage(_MessageFields, tag_field="role", tag="system"):
+    content: str | list[TextPart]
+
+
+class DeveloperMessage(_MessageFields, tag_field="role", tag="developer"):
+    content: str | list[TextPart]
+
+
+class UserMessage(_MessageFields, tag_field="role", tag="user"):
+    content: Content
+
+
+class AssistantMessage(_MessageFields, tag_field="role", tag="assistant"):
+    content: str | list[TextPart | RefusalPart] | None = None
+
+
+class ToolMessage(_MessageFields, tag_field="role", tag="tool"):
     content: str | list[TextPart]
     tool_call_id: str
 

@@ -43,6 +43,12 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str | None]] = [
         None,
     ),
     ("tool message without id", {"model": TINY, "messages": [{"role": "tool", "content": "x"}]}, None),
+    (
+        "unknown message field",
+        {"model": TINY, "messages": [{"role": "user", "content": "x", "colour": 1}]},
+        None,
+    ),
+    ("function role", {"model": TINY, "messages": [{"role": "function", "name": "f", "content": "x"}]}, None),
     ("max_tokens string", chat_body(max_tokens="ten"), "max_tokens"),
     ("max_tokens zero", chat_body(max_tokens=0), "max_tokens"),
     ("max_tokens negative", chat_body(max_tokens=-5), "max_tokens"),

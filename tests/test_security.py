@@ -52,9 +52,11 @@ def test_sigterm_during_a_stream_exits_promptly(tmp_path: Path) -> None:
         with httpx.stream("POST", srv.base_url + "/chat/completions", json=body, timeout=30) as r:
             next(r.iter_lines())
             t0 = time.monotonic()
-            srv.process.send_signal(signal.SIGTERM)
-            srv.process.wait(15)
+            proc = srv.process
+            assert proc is not None
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(15)
         assert time.monotonic() - t0 < 8.0
         # uvicorn re-raises the signal after a clean shutdown, so -SIGTERM is a normal exit here
-        assert srv.process.returncode in (0, -signal.SIGTERM)
+        assert proc.returncode in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in srv.log()

@@ -6,7 +6,7 @@ background reference server and ``--base-url``, and the read–answer loop (inpu
 Ctrl-D at the prompt). The pieces live in siblings: ``chat_flags`` (``key=value``),
 ``chat_session`` (conversation, files), ``chat_commands`` (``!commands``), ``chat_turn`` (one
 streamed answer, its cancellation and errors), ``chat_stream`` (chunk folding), ``chat_render``
-(rich output), ``chat_server`` (the background server). Knows nothing of models, tokenizers or
+(rich output), ``reference.launch`` (the background server). Knows nothing of models, tokenizers or
 the server's internals: it only speaks the HTTP API.
 """
 
@@ -31,9 +31,9 @@ from fixtures.presets import DEFAULT_MODEL, PRESETS, get_preset
 from reference.cli.chat_commands import CommandContext, dispatch, is_command
 from reference.cli.chat_flags import FlagError, parse_flags
 from reference.cli.chat_render import Renderer
-from reference.cli.chat_server import BackgroundServer, ServerStartError
 from reference.cli.chat_session import ChatSession
 from reference.cli.chat_turn import describe_error, stream_answer
+from reference.launch import BackgroundServer, ServerStartError
 
 __all__ = ["ChatArgs", "build_parser", "chat_loop", "main", "parse_args"]
 

@@ -1,9 +1,10 @@
-"""The reference server that ``chatref chat`` starts in the background when no ``--base-url`` is given.
+"""Running a reference server as a background process: ``chatref chat``, the conformance
+suite's self-start and the tests all start it this way.
 
 Owns picking a free loopback port, spawning ``python -m reference.cli.main serve`` in its own
-process group (so a Ctrl-C at the chat prompt does not reach it), logging its output to a file,
+process group (so a Ctrl-C at a terminal prompt does not reach it), logging its output to a file,
 waiting for ``GET /health`` to answer 200, and stopping it (TERM, then KILL). Knows nothing of
-chat, the conversation or the terminal UI.
+what the caller then does with the server.
 """
 
 from __future__ import annotations
@@ -34,24 +35,28 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def serve_command(model: str, port: int, host: str = "127.0.0.1", extra: Sequence[str] = ()) -> list[str]:
+def serve_command(
+    model: str | None, port: int, host: str = "127.0.0.1", extra: Sequence[str] = ()
+) -> list[str]:
+    """``model`` None: the models come from ``extra`` (``--model`` flags or ``--config``)."""
+    models = ["--model", model] if model is not None else []
     return [
         sys.executable, "-m", "reference.cli.main", "serve",
-        "--host", host, "--port", str(port), "--model", model, *extra,
+        "--host", host, "--port", str(port), *models, *extra,
     ]  # fmt: skip
 
 
 class BackgroundServer:
     """One server process; use as a context manager so it is stopped on every way out."""
 
-    def __init__(self, model: str, *, host: str = "127.0.0.1", port: int | None = None,
-                 extra_args: Sequence[str] = ()) -> None:  # fmt: skip
+    def __init__(self, model: str | None, *, host: str = "127.0.0.1", port: int | None = None,
+                 extra_args: Sequence[str] = (), log_path: Path | None = None) -> None:  # fmt: skip
         self.model = model
         self.host = host
         self.port = port or free_port(host)
         self.command = serve_command(model, self.port, host, extra_args)
         self.process: subprocess.Popen[bytes] | None = None
-        self.log_path: Path | None = None
+        self.log_path: Path | None = log_path
         self._reported = False
 
     @property
@@ -63,15 +68,19 @@ class BackgroundServer:
         return f"{self.url}/v1"
 
     def start(self) -> None:
-        fd, name = tempfile.mkstemp(prefix="chatref-chat-server-", suffix=".log")
-        self.log_path = Path(name)
-        with os.fdopen(fd, "wb") as log:
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="chatref-server-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 self.command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: terminal Ctrl-C stays with the chat
+                env=env,
+                start_new_session=True,  # its own process group: terminal Ctrl-C stays with the caller
             )
 
     def log_tail(self, lines: int = 25) -> str:
