@@ -97,15 +97,11 @@ def main(argv: list[str]) -> int:
 
     from reference.app import create_app
 
-    try:
+    try:  # bad flags and a bad config file both stop here, before anything loads
         settings = settings_from_args(argv)
-    except SettingsError as exc:
-        print(f"chatref serve: {exc}")
-        return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    try:
+        logging.basicConfig(
+            level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         app = create_app(settings)
     except SettingsError as exc:
         print(f"chatref serve: {exc}")
