@@ -34,7 +34,9 @@ def _envelope(status: int, message: str, type_: str, param: str | None, code: st
 
 
 def _api_error(_: Request, exc: APIError) -> Response[Any]:
-    return _envelope(exc.status_code, exc.message, exc.error_type, exc.param, exc.code)
+    return Response(
+        exc.envelope(), status_code=exc.status_code, media_type="application/json", headers=exc.headers
+    )
 
 
 def _invalid_json(detail: object) -> Response[Any]:

@@ -17,6 +17,7 @@ __all__ = [
     "ModelLoadError",
     "ModelNotFound",
     "NotFound",
+    "RateLimited",
     "Unsupported",
 ]
 
@@ -31,6 +32,7 @@ class APIError(Exception):
         self.message = message
         self.param = param
         self.code = code if code is not None else self.default_code
+        self.headers: dict[str, str] = {}
 
     def envelope(self) -> dict[str, Any]:
         return {
@@ -85,3 +87,15 @@ class GenerationError(APIError):
     status_code = 500
     error_type = "server_error"
     default_code = "generation_failed"
+
+
+class RateLimited(APIError):
+    """Every slot is busy and the wait queue is full: try again after ``retry_after`` seconds."""
+
+    status_code = 429
+    error_type = "rate_limit_exceeded"
+    default_code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.headers["Retry-After"] = str(retry_after)

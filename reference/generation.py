@@ -16,8 +16,8 @@ from typing import Any
 
 import anyio
 
-from reference.engine import SequenceHandle
-from reference.errors import InvalidRequest
+from reference.engine import QueueFull, SequenceHandle
+from reference.errors import ContextLengthExceeded, InvalidRequest, RateLimited
 from reference.loading import LoadedModel
 from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
 from reference.protocol.grammar import GrammarConstraint, GrammarError, Grammars
@@ -82,19 +82,25 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
     params = sampling_params(
         req,
         prompt_tokens=len(prompt_ids),
-        context_length=loaded.context_length,
+        context_length=served.engine.context_length,
         stop_token_ids=loaded.eos_token_ids,
         vocab_size=loaded.vocab_size,
         defaults=loaded.sampling_defaults,
     )
     constraints = await anyio.to_thread.run_sync(_constraints, loaded, output, plan.n)
-    handles = []
-    for i in range(plan.n):
-        # choice i of a seeded request is reproducible on its own, and differs from choice 0
-        seed = None if params.seed is None else params.seed + i
-        handles.append(
-            served.engine.submit(prompt_ids, dataclasses.replace(params, seed=seed), constraints[i])
-        )
+    # choice i of a seeded request is reproducible on its own, and differs from choice 0
+    per_choice = [
+        dataclasses.replace(params, seed=None if params.seed is None else params.seed + i)
+        for i in range(plan.n)
+    ]
+    try:
+        handles = served.engine.submit_many(prompt_ids, per_choice, constraints)
+    except QueueFull as exc:
+        raise RateLimited(
+            f"The server is at capacity for `{served.source.id}` ({exc}); retry shortly."
+        ) from exc
+    except ValueError as exc:  # the prompt alone fills the context
+        raise ContextLengthExceeded(str(exc), param="messages") from exc
     streams = [
         run_choice(
             i,
@@ -115,5 +121,6 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
         prompt_tokens=len(prompt_ids),
         include_usage=plan.include_usage,
         logprobs=plan.logprobs,
+        cached_tokens=lambda: handles[0].cached_tokens,
     )
     return Generation(plan, meta, merge_choices(streams), handles)

@@ -24,7 +24,7 @@ from pathlib import Path
 import anyio
 
 from reference.config import is_hub_id
-from reference.engine import Engine
+from reference.engine import Engine, SchedulerConfig
 from reference.engine.speculative import SpeculativeConfig
 from reference.errors import ModelLoadError, ModelNotFound, NotFound
 from reference.loading import LoadedModel, LoadMode, SourceUnavailable, load_model
@@ -69,7 +69,11 @@ class Registry:
         max_loaded: int = 2,
         idle_timeout: float | None = None,
         hub: Callable[[str], ModelSource] | None = None,
+        engine: SchedulerConfig | None = None,
+        kv_cache_tokens: int | None = None,
     ) -> None:
+        self.engine_config = engine or SchedulerConfig()
+        self.kv_cache_tokens = kv_cache_tokens
         self._sources: dict[str, ModelSource] = {}
         self._names: dict[str, str] = {}
         for s in sources:
@@ -104,6 +108,19 @@ class Registry:
 
     def live_sequences(self) -> dict[str, int]:
         return {model_id: served.engine.live for model_id, served in self._loaded.items()}
+
+    def engine_stats(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for model_id, served in self._loaded.items():
+            e = served.engine
+            out[model_id] = {
+                "running": e.num_running,
+                "waiting": e.num_waiting,
+                "kv_usage": round(e.kv_usage, 4),
+                "prefix_cache_queries": e.stats.prefix_queries,
+                "prefix_cache_hits": e.stats.prefix_hits,
+            }
+        return out
 
     def resolve(self, name: str) -> ModelSource:
         """The table entry for an id or alias; never a load, never a path."""
@@ -191,6 +208,8 @@ class Registry:
             name=source.id,
             speculative=source.speculative if source.speculative.kind != "none" else None,
             draft_model=draft.model if draft else None,
+            config=self.engine_config,
+            kv_cache_tokens=self.kv_cache_tokens,
         )
         served = ServedModel(source, loaded, engine, draft)
         if source.id not in self._sources:

@@ -29,6 +29,7 @@ __all__ = [
     "Message",
     "Model",
     "ModelList",
+    "PromptTokensDetails",
     "StreamOptions",
     "SystemMessage",
     "TextPart",
@@ -203,10 +204,15 @@ class Choice(Struct):
     logprobs: Logprobs | None = None
 
 
+class PromptTokensDetails(Struct):
+    cached_tokens: int = 0  # prompt tokens whose keys/values came from the prefix cache
+
+
 class Usage(Struct):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | UnsetType = UNSET
 
 
 class ChatCompletion(Struct):

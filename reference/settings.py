@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fixtures import DEFAULT_MODEL, Preset, get_preset, materialize
 from reference.config import ConfigError, ConfigFile, ModelSpec, ModeOptions, is_hub_id, valid_model_id
+from reference.engine import SchedulerConfig
 from reference.engine.speculative import SpeculativeConfig
 from reference.loading import LoadMode, SourceUnavailable
 from reference.quant import QUANT_MODES
@@ -42,6 +43,8 @@ class Settings:
     preload: bool = True
     defaults: ModeOptions = field(default_factory=ModeOptions)  # flags over the file's [server]
     log_level: str = "info"
+    engine: SchedulerConfig = field(default_factory=SchedulerConfig)  # every model's batching limits
+    kv_cache_tokens: int | None = None  # per model, over all slots; None: a full context per slot
 
     def specs(self) -> list[ModelSpec]:
         from reference.config import parse_model_spec
@@ -70,7 +73,14 @@ class Settings:
 
     def build_registry(self) -> Registry:
         hub = (lambda name: hub_source(name, self.defaults)) if self.allow_hub else None
-        return Registry(self.sources(), max_loaded=self.max_loaded, idle_timeout=self.idle_timeout, hub=hub)
+        return Registry(
+            self.sources(),
+            max_loaded=self.max_loaded,
+            idle_timeout=self.idle_timeout,
+            hub=hub,
+            engine=self.engine,
+            kv_cache_tokens=self.kv_cache_tokens,
+        )
 
 
 def _preset(name: str) -> tuple[Preset, str, str] | None:

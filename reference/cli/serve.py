@@ -11,6 +11,7 @@ from typing import Any
 
 from fixtures import DEFAULT_MODEL
 from reference.config import DTYPES, ModeOptions, load_config, mode_options
+from reference.engine import SchedulerConfig
 from reference.quant import QUANT_MODES
 from reference.settings import Settings, SettingsError
 
@@ -62,6 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--quantization", choices=QUANT_MODES, help="weights quantization (default: none)")
     modes.add_argument("--speculative", help="none, prompt-lookup or draft:<model id> (default: none)")
     modes.add_argument("--speculative-tokens", type=int, help="tokens proposed per verify step (default: 4)")
+    batch = p.add_argument_group("batching and KV memory of every model")
+    batch.add_argument("--max-running", type=int, default=8, help="sequences decoded together (default: 8)")
+    batch.add_argument(
+        "--max-waiting", type=int, default=64, help="sequences queued for a slot; past it 429 (default: 64)"
+    )
+    batch.add_argument(
+        "--max-prefill-tokens", type=int, default=256, help="prompt tokens computed per round (default: 256)"
+    )
+    batch.add_argument(
+        "--kv-cache-tokens",
+        type=int,
+        help="KV positions over all running sequences; each gets an equal share, which caps its "
+        "prompt + output (default: the model's full context for each)",
+    )
+    batch.add_argument(
+        "--no-prefix-cache", action="store_true", help="never reuse an earlier prompt's keys/values"
+    )
     p.add_argument("--log-level", default="info", help="default: info")
     return p
 
@@ -85,7 +103,17 @@ def settings_from_args(argv: list[str]) -> Settings:
         preload=not a.no_preload,
         defaults=flags.over(config.defaults) if config else flags,
         log_level=a.log_level,
+        engine=_engine(a),
+        kv_cache_tokens=a.kv_cache_tokens,
     )
+
+
+def _engine(a: argparse.Namespace) -> SchedulerConfig:
+    for name in ("max_running", "max_waiting", "max_prefill_tokens", "kv_cache_tokens"):
+        value = getattr(a, name)
+        if value is not None and value < (0 if name == "max_waiting" else 1):
+            raise SettingsError(f"--{name.replace('_', '-')} must be a positive integer")
+    return SchedulerConfig(a.max_running, a.max_waiting, a.max_prefill_tokens, not a.no_prefix_cache)
 
 
 def _first(*values: Any) -> Any:

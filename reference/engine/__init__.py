@@ -1,17 +1,22 @@
-"""Token-level generation: prefill, decode steps, sampling, stop tokens, cancellation.
+"""Token-level generation: scheduling, batched forwards over slot KV memory, sampling.
 
 The engine knows tensors and token ids. It knows nothing of HTTP, chat messages, text or JSON:
 callers hand it prompt ids and :class:`SamplingParams` and read back :class:`TokenEvent`s.
 """
 
-from reference.engine.scheduler import Engine, SequenceHandle
+from reference.engine.engine import Engine, EngineStats
+from reference.engine.handle import SequenceHandle
+from reference.engine.scheduler import QueueFull, SchedulerConfig
 from reference.engine.types import EngineFailure, FinishReason, SamplingParams, TokenConstraint, TokenEvent
 
 __all__ = [
     "Engine",
     "EngineFailure",
+    "EngineStats",
     "FinishReason",
+    "QueueFull",
     "SamplingParams",
+    "SchedulerConfig",
     "SequenceHandle",
     "TokenConstraint",
     "TokenEvent",

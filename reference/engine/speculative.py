@@ -1,10 +1,11 @@
-"""Greedy speculative decoding (batch size 1): prompt lookup and draft-model proposals.
+"""Greedy speculative decoding: prompt lookup and draft-model proposals, one verify step.
 
-Owns proposing draft tokens, verifying them with one forward of the target model over the
-KV cache, and rolling the cache back on rejection. Built on the same forward passes as the
-plain engine (:mod:`reference.engine.steps`), so outputs equal plain greedy decoding up to
-floating-point differences between a k-token and a 1-token forward. Knows nothing of
-sampling at temperature > 0 (speculation is greedy only), HTTP, or how models are loaded.
+Owns proposing draft tokens and :func:`verify_step`, the single verification used by the
+engine and by ``perf/``: one target forward on the runner's slot over the last token and the
+proposals, accepting the longest agreeing run. Outputs equal plain greedy decoding up to
+floating-point differences between a k-token and a 1-token forward. A draft model keeps its own
+small ``DynamicCache`` through :mod:`reference.engine.steps`. Knows nothing of sampling at
+temperature > 0 (speculation is greedy only), HTTP, or how models are loaded.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any, Literal, Protocol
 import torch
 from transformers import DynamicCache
 
+from reference.engine.runner import ModelRunner
 from reference.engine.steps import decode_one_token, extend, prefill
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "crop_cache",
     "greedy_generate",
     "speculative_generate",
+    "verify_step",
 ]
 
 SpeculativeKind = Literal["none", "prompt-lookup", "draft"]
@@ -51,7 +54,7 @@ class SpeculativeStats:
         return self.accepted / self.proposed if self.proposed else 0.0
 
 
-def crop_cache(cache: DynamicCache, length: int) -> None:
+def crop_cache(cache: DynamicCache, length: int) -> None:  # the draft model's own cache
     """Keep the first ``length`` positions; a negative ``crop`` argument drops that many in every version."""
     current = cache.get_seq_length()
     if length < current:
@@ -105,14 +108,41 @@ class DraftModelProposer:
         return out
 
 
+def verify_step(
+    runner: ModelRunner,
+    slot: int,
+    history: list[int],
+    computed: int,
+    proposer: Proposer,
+    k: int,
+    bias: torch.Tensor | None = None,
+) -> tuple[list[int], int]:
+    """One target forward over the last token of ``history`` and up to ``k`` proposals.
+
+    ``computed`` positions of ``history`` (all but its last token) have keys/values in ``slot``.
+    Returns the new tokens (the accepted proposals, then the model's own greedy token after them,
+    with the request's logit ``bias``) and how many were proposed. The keys/values of
+    ``[history[-1], *new[:-1]]`` are then in the slot; anything written past them is dead and
+    overwritten by the next forward, so rejection needs no rollback.
+    """
+    draft = proposer.propose(history, k) if k > 0 else []
+    logits = runner.verify(slot, [history[-1], *draft], computed)  # [k+1, vocab]
+    preds = torch.argmax(logits if bias is None else logits + bias, dim=-1).tolist()  # [k+1]
+    n = 0
+    while n < len(draft) and draft[n] == preds[n]:
+        n += 1
+    return [*draft[:n], int(preds[n])], len(draft)
+
+
 def greedy_generate(
     model: Any, prompt_ids: list[int], max_new_tokens: int, stop_ids: frozenset[int]
 ) -> list[int]:
-    """Plain greedy decoding with the engine's steps: the reference speculation must match."""
-    logits, cache = prefill(model, prompt_ids)
-    out = [int(torch.argmax(logits))]
+    """Plain greedy decoding on the server's runner: what speculation must reproduce."""
+    runner = ModelRunner(model, slots=1, capacity=len(prompt_ids) + max_new_tokens + 1)
+    out = [int(torch.argmax(runner.prefill(0, prompt_ids, 0)))]
     while len(out) < max_new_tokens and out[-1] not in stop_ids:
-        out.append(int(torch.argmax(decode_one_token(model, out[-1], cache))))
+        position = len(prompt_ids) + len(out) - 1
+        out.append(int(torch.argmax(runner.decode([0], [out[-1]], [position])[0])))
     return out
 
 
@@ -126,29 +156,20 @@ def speculative_generate(
     stop_ids: frozenset[int] = frozenset(),
     stats: SpeculativeStats | None = None,
 ) -> Iterator[int]:
-    """Yield greedy tokens, verifying up to ``num_tokens`` proposals per target forward."""
+    """Yield greedy tokens with the server's own :func:`verify_step`, one sequence on one slot."""
     stats = stats if stats is not None else SpeculativeStats()
-    logits, cache = prefill(model, prompt_ids)
+    runner = ModelRunner(model, slots=1, capacity=len(prompt_ids) + max_new_tokens + num_tokens + 1)
     seq = list(prompt_ids)
-    token = int(torch.argmax(logits))
-    produced = 1
+    token = int(torch.argmax(runner.prefill(0, prompt_ids, 0)))
+    seq.append(token)  # the slot holds every position of ``seq`` but the last
     yield token
-    seq.append(token)  # the cache holds every position of ``seq`` but the last
+    produced = 1
     while produced < max_new_tokens and token not in stop_ids:
         k = min(num_tokens, max_new_tokens - produced - 1)
-        draft = proposer.propose(seq, k) if k > 0 else []
+        new, proposed = verify_step(runner, 0, seq, len(seq) - 1, proposer, k)
         stats.target_forwards += 1
-        if not draft:
-            new = [int(torch.argmax(decode_one_token(model, token, cache)))]
-        else:
-            preds = torch.argmax(extend(model, [token, *draft], cache), dim=-1).tolist()  # [k+1]
-            n = 0
-            while n < len(draft) and draft[n] == preds[n]:
-                n += 1
-            stats.proposed += len(draft)
-            stats.accepted += n
-            crop_cache(cache, len(seq) + n)  # keep ``token`` and the accepted drafts
-            new = [*draft[:n], int(preds[n])]
+        stats.proposed += proposed
+        stats.accepted += len(new) - 1
         for token in new:
             produced += 1
             seq.append(token)

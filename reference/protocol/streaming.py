@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from reference.errors import APIError, GenerationError
@@ -16,6 +16,7 @@ from reference.schemas import (
     Delta,
     FunctionCall,
     Logprobs,
+    PromptTokensDetails,
     TokenLogprob,
     ToolCall,
     ToolCallDelta,
@@ -35,6 +36,12 @@ class CompletionMeta:
     prompt_tokens: int
     include_usage: bool
     logprobs: bool
+    cached_tokens: Callable[[], int] = lambda: 0  # read at the end: set once the prompt is admitted
+
+    def usage(self, completion_tokens: int) -> Usage:
+        details = PromptTokensDetails(self.cached_tokens())
+        total = self.prompt_tokens + completion_tokens
+        return Usage(self.prompt_tokens, completion_tokens, total, details)
 
 
 def _sse(payload: bytes) -> bytes:
@@ -68,8 +75,7 @@ async def sse_events(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -
         yield b"data: [DONE]\n\n"
         return
     if meta.include_usage:
-        usage = Usage(meta.prompt_tokens, completion_tokens, meta.prompt_tokens + completion_tokens)
-        yield chunk([], usage)
+        yield chunk([], meta.usage(completion_tokens))
     yield b"data: [DONE]\n\n"
 
 
@@ -109,5 +115,4 @@ async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> C
         )
         for i in range(meta.n)
     ]
-    usage = Usage(meta.prompt_tokens, completion_tokens, meta.prompt_tokens + completion_tokens)
-    return ChatCompletion(meta.id, meta.created, meta.model, choices, usage)
+    return ChatCompletion(meta.id, meta.created, meta.model, choices, meta.usage(completion_tokens))

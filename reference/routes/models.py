@@ -71,5 +71,6 @@ async def get_model(model_id: str, registry: Registry) -> ServableModel:
 
 @get("/health")
 async def health(registry: Registry) -> dict[str, object]:
-    # ``live``: sequences queued or generating per loaded model (how tests see a cancellation land)
-    return {"status": "ok", "models": registry.live_sequences()}
+    # ``models``: sequences queued or generating per loaded model (how tests see a cancellation land);
+    # ``engines``: running, waiting, KV usage and prefix-cache hits per loaded model
+    return {"status": "ok", "models": registry.live_sequences(), "engines": registry.engine_stats()}

@@ -1,0 +1,267 @@
+"""One worker thread per model that runs the scheduler's rounds on the model runner.
+
+Requests arrive from the event loop through :meth:`Engine.submit`; tokens go back to each
+request's :class:`SequenceHandle`, so model work never blocks the loop. Each round: drop
+cancelled sequences, admit within the slot budget (copying reused prefixes), prefill prompt
+chunks, run **one forward for every decoding sequence**, sample row by row with each request's
+own parameters, and commit. A model served in a speculative mode advances a greedy sequence by
+one verify forward per round (:func:`reference.engine.speculative.verify_step`); sequences whose
+tokens speculation could change (sampling, penalties, logprobs, a grammar) decode in the batch.
+
+A forward that raises fails exactly the sequences in it (an :class:`EngineFailure` each, their
+slots cleared); the engine goes on serving. Knows token ids and tensors, never HTTP or text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+from reference.engine.handle import SequenceHandle
+from reference.engine.runner import ModelRunner
+from reference.engine.sampling import SamplerState, sample
+from reference.engine.scheduler import QueueFull, Round, Scheduler, SchedulerConfig
+from reference.engine.sequence import Sequence, State
+from reference.engine.speculative import (
+    DraftModelProposer,
+    PromptLookupProposer,
+    Proposer,
+    SpeculativeConfig,
+    verify_step,
+)
+from reference.engine.types import EngineFailure, SamplingParams, TokenConstraint, TokenEvent
+
+__all__ = ["Engine", "EngineStats", "QueueFull"]
+
+log = logging.getLogger("chatref.engine")
+
+
+@dataclass
+class EngineStats:
+    """Counters read by ``/v1/models``, ``/health`` and ``/metrics``; written under the engine lock."""
+
+    draft_proposed: int = 0  # speculative modes: tokens proposed for verification
+    draft_accepted: int = 0  # of those, tokens the model agreed with
+    prefix_queries: int = 0  # prompt tokens looked up in the prefix cache
+    prefix_hits: int = 0  # of those, tokens reused
+
+
+class Engine:
+    """Owns one loaded model's runner, its scheduler and its worker thread."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        context_length: int,
+        vocab_size: int,
+        name: str = "model",
+        speculative: SpeculativeConfig | None = None,
+        draft_model: Any = None,  # speculative kind "draft": the proposing model
+        config: SchedulerConfig | None = None,
+        kv_cache_tokens: int | None = None,  # KV budget over all slots; default: a full context each
+    ) -> None:
+        self.speculative = speculative
+        self.draft_model = draft_model
+        self.vocab_size = vocab_size
+        self.name = name
+        self.config = config or SchedulerConfig()
+        slots = self.config.max_running
+        per_slot = context_length if kv_cache_tokens is None else max(2, kv_cache_tokens // slots)
+        self.context_length = min(context_length, per_slot)  # prompt + output of one sequence
+        self.runner = ModelRunner(model, slots=slots, capacity=self.context_length)
+        self.stats = EngineStats()
+        self._scheduler = Scheduler(self.config)
+        self._cv = threading.Condition()
+        self._closed = False
+        self._ids = itertools.count()
+        self.forward_hook: Callable[[Round], None] | None = None  # tests inject faults here
+        self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
+        self._thread.start()
+
+    # -- the event loop's side ------------------------------------------------------------
+
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams, constraint: TokenConstraint | None = None
+    ) -> SequenceHandle:
+        """Queue one sequence; see :meth:`submit_many`."""
+        return self.submit_many(prompt_ids, [params], [constraint])[0]
+
+    def submit_many(
+        self,
+        prompt_ids: list[int],
+        params: list[SamplingParams],
+        constraints: Collection[TokenConstraint | None],
+    ) -> list[SequenceHandle]:
+        """Queue sequences over one prompt, all or none; call from the event loop.
+
+        Raises ``ValueError`` when the prompt does not fit and :class:`QueueFull` past the queue.
+        """
+        if len(prompt_ids) >= self.context_length:
+            raise ValueError("prompt does not fit the context window")
+        loop = asyncio.get_running_loop()
+        seqs = []
+        for p, c in zip(params, constraints, strict=True):
+            handle = SequenceHandle(loop)
+            seq = Sequence(next(self._ids), list(prompt_ids), p, handle, SamplerState(p, self.vocab_size), c,
+                           self.context_length, proposer=self._proposer(p, c))  # fmt: skip
+            seqs.append(seq)
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("engine is closed")
+            self._scheduler.add(seqs)
+            self._cv.notify()
+        return [s.handle for s in seqs]
+
+    def _proposer(self, params: SamplingParams, constraint: TokenConstraint | None) -> Proposer | None:
+        """Speculate only where it cannot change the tokens: greedy, no penalties/logprobs/grammar."""
+        spec = self.speculative
+        if spec is None or constraint is not None or params.temperature != 0.0:
+            return None
+        if params.frequency_penalty or params.presence_penalty or params.top_logprobs is not None:
+            return None
+        if spec.kind == "draft":
+            return None if self.draft_model is None else DraftModelProposer(self.draft_model)
+        return PromptLookupProposer(spec.ngram_max)
+
+    @property
+    def num_running(self) -> int:
+        with self._cv:
+            return self._scheduler.num_running
+
+    @property
+    def num_waiting(self) -> int:
+        with self._cv:
+            return self._scheduler.num_waiting
+
+    @property
+    def live(self) -> int:
+        with self._cv:
+            return self._scheduler.num_running + self._scheduler.num_waiting
+
+    @property
+    def prefix_cache_queries(self) -> int:
+        return self.stats.prefix_queries
+
+    @property
+    def prefix_cache_hits(self) -> int:
+        return self.stats.prefix_hits
+
+    @property
+    def kv_usage(self) -> float:
+        """Share of the KV budget's positions holding a sequence's or a kept prefix's keys/values."""
+        with self._cv:
+            stored = self._scheduler.slots.stored_tokens()
+        return stored / (self.runner.slots * self.context_length)
+
+    def close(self, timeout: float = 5.0) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout)
+
+    # -- the worker thread ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._closed and not (self._scheduler.waiting or self._scheduler.running):
+                    self._cv.wait()
+                if self._closed:
+                    for seq in [*self._scheduler.waiting, *self._scheduler.running]:
+                        self._end(seq)
+                    return
+                for seq in self._scheduler.drop_cancelled():
+                    seq.handle.close()
+                plan = self._scheduler.schedule()
+                for seq, a in plan.admitted:
+                    seq.handle.cached_tokens = a.reused
+                    self.stats.prefix_queries += len(seq.prompt_ids)
+                    self.stats.prefix_hits += a.reused
+            admitted = [seq for seq, _ in plan.admitted]
+            self._guarded(admitted, lambda: self._copy_prefixes(plan))
+            if plan:
+                self._step(plan)
+
+    def _copy_prefixes(self, plan: Round) -> None:
+        for _, a in plan.admitted:
+            if a.copy_from is not None:
+                self.runner.copy_prefix(a.copy_from, a.slot, a.reused)
+
+    def _step(self, plan: Round) -> None:
+        if plan.decode:
+            self._guarded(plan.decode, lambda: self._decode(plan.decode))
+        for seq, n in plan.prefill:
+            self._guarded([seq], lambda seq=seq, n=n: self._prefill(seq, n))  # type: ignore[misc]
+        for seq in plan.speculative:
+            self._guarded([seq], lambda seq=seq: self._speculate(seq))  # type: ignore[misc]
+
+    def _guarded(self, seqs: list[Sequence], work: Callable[[], None]) -> None:
+        try:
+            if self.forward_hook is not None:
+                self.forward_hook(Round(decode=seqs))
+            work()
+        except Exception as exc:  # a model failure ends the sequences in this forward, not the worker
+            log.exception("forward failed for %d sequence(s)", len(seqs))
+            for seq in seqs:
+                if seq.state is not State.FINISHED:
+                    seq.handle.post(EngineFailure(f"generation failed: {type(exc).__name__}: {exc}"))
+                    self._end(seq, keep=False)
+
+    def _prefill(self, seq: Sequence, n: int) -> None:
+        chunk = seq.prompt_ids[seq.computed : seq.computed + n]
+        logits = self.runner.prefill(seq.slot, chunk, seq.computed)  # [vocab]
+        self._scheduler.slots.extend(seq.slot, chunk)
+        seq.computed += n
+        if seq.prompt_left == 0:
+            self._commit(seq, [self._sample(seq, logits)])
+
+    def _decode(self, seqs: list[Sequence]) -> None:
+        seqs.sort(key=lambda s: s.slot)  # slots in order often form a span: no gather of keys/values
+        logits = self.runner.decode(
+            [s.slot for s in seqs], [s.last_token for s in seqs], [s.computed for s in seqs]
+        )  # [B, vocab]
+        for seq, row in zip(seqs, logits, strict=True):
+            self._scheduler.slots.extend(seq.slot, [seq.last_token])
+            seq.computed += 1
+            self._commit(seq, [self._sample(seq, row)])
+
+    def _speculate(self, seq: Sequence) -> None:
+        assert self.speculative is not None and seq.proposer is not None
+        k = min(self.speculative.num_tokens, seq.tokens_left() - 1)
+        bias = seq.sampler.bias  # penalties never reach here (see _proposer)
+        tokens, proposed = verify_step(
+            self.runner, seq.slot, seq.history, seq.computed, seq.proposer, k, bias
+        )
+        fed = [seq.last_token, *tokens[:-1]]
+        self._scheduler.slots.extend(seq.slot, fed)
+        seq.computed += len(fed)
+        with self._cv:
+            self.stats.draft_proposed += proposed
+            self.stats.draft_accepted += len(tokens) - 1
+        self._commit(seq, [(t, None, ()) for t in tokens])
+
+    def _sample(self, seq: Sequence, logits: Any) -> tuple[int, float | None, tuple[tuple[int, float], ...]]:
+        mask = seq.constraint.allowed_mask(self.vocab_size) if seq.constraint else None
+        return sample(logits, seq.sampler, mask)
+
+    def _commit(
+        self, seq: Sequence, tokens: list[tuple[int, float | None, tuple[tuple[int, float], ...]]]
+    ) -> None:
+        for token, logprob, top in tokens:
+            finish = seq.commit(token)
+            seq.handle.post(TokenEvent(token, logprob, top, finish))
+            if finish is not None:
+                self._end(seq)
+                return
+
+    def _end(self, seq: Sequence, *, keep: bool = True) -> None:
+        with self._cv:
+            self._scheduler.finish(seq, keep=keep)
+        seq.proposer = None  # a draft model's cache goes with it
+        seq.handle.close()

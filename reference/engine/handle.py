@@ -1,0 +1,53 @@
+"""The caller's side of one sequence: an async iterator of its events, and a cancel switch.
+
+The engine's worker thread posts events with ``call_soon_threadsafe``; the event loop reads
+them. Knows nothing of how the sequence is scheduled or computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+
+from reference.engine.types import EngineFailure, TokenEvent
+
+__all__ = ["SequenceHandle"]
+
+_DONE = object()
+
+
+class SequenceHandle:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._cancelled = threading.Event()
+        self.cached_tokens = 0  # prompt tokens reused from the prefix cache, set on admission
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def post(self, item: TokenEvent | EngineFailure) -> None:
+        self._put(item)
+
+    def close(self) -> None:
+        """No more events: the iterator ends."""
+        self._put(_DONE)
+
+    def _put(self, item: object) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        except RuntimeError:  # the loop is gone (shutdown): nobody is listening any more
+            self._cancelled.set()
+
+    async def __aiter__(self) -> AsyncIterator[TokenEvent | EngineFailure]:
+        while True:
+            item = await self._queue.get()
+            if item is _DONE:
+                return
+            assert isinstance(item, TokenEvent | EngineFailure)
+            yield item

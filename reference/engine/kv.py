@@ -1,0 +1,103 @@
+"""The KV memory of one model: per layer, keys and values [slots, kv_heads, capacity, head_dim].
+
+A transformers ``Cache`` whose ``update`` writes each forward's new keys/values at the positions
+the runner planned for it (:meth:`SlotKV.plan`) and returns the slots' keys/values up to the
+longest row, for attention under the runner's own mask. Rows of one forward may sit at different
+positions (per-row ``position_ids``), so admitting a sequence never rebuilds anyone else's cache,
+and rolling back rejected speculative tokens is just a shorter length. Buffers are allocated on
+the first forward (their dtype and head shape come from the model's own keys) and grow by
+doubling up to ``max_capacity``, so memory follows use and stays within the budget.
+
+Knows nothing of sequences, sampling or scheduling: it sees slot indices and positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers.cache_utils import Cache
+
+__all__ = ["ForwardPlan", "SlotKV"]
+
+
+@dataclass(frozen=True)
+class ForwardPlan:
+    """Where one forward's keys/values go: rows [B] are slots; positions [B, T]; attend to kv_len."""
+
+    rows: torch.Tensor  # [B] long
+    positions: torch.Tensor  # [B, T] long
+    kv_len: int
+    span: tuple[int, int] | None = None  # rows are exactly slots lo..hi-1: a view, no gather
+    start: int | None = None  # one row at positions start..start+T-1: a slice write
+
+
+class SlotKV(Cache):
+    def __init__(self, num_layers: int, slots: int, max_capacity: int, initial: int = 256) -> None:
+        super().__init__(layers=[])
+        self.num_slots = slots
+        self.max_capacity = max_capacity
+        self.capacity = min(initial, max_capacity)
+        self.keys: list[torch.Tensor | None] = [None] * num_layers
+        self.values: list[torch.Tensor | None] = [None] * num_layers
+        self._plan: ForwardPlan | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def plan(self, plan: ForwardPlan) -> None:
+        self._plan = plan
+
+    def reserve(self, positions: int) -> None:
+        """Make room for ``positions`` per slot (doubling), keeping what is stored."""
+        if positions <= self.capacity:
+            return
+        new = min(self.max_capacity, max(positions, 2 * self.capacity))
+        for store in (self.keys, self.values):
+            for i, buf in enumerate(store):
+                if buf is not None:
+                    grown = buf.new_zeros(buf.shape[0], buf.shape[1], new, buf.shape[3])
+                    grown[:, :, : self.capacity] = buf
+                    store[i] = grown
+        self.capacity = new
+
+    def copy(self, src: int, dst: int, length: int) -> None:
+        """Copy the first ``length`` positions of slot ``src`` into slot ``dst`` (a shared prefix)."""
+        for store in (self.keys, self.values):
+            for buf in store:
+                if buf is not None:
+                    buf[dst, :, :length] = buf[src, :, :length]
+
+    def bytes_used(self) -> int:
+        return sum(b.numel() * b.element_size() for s in (self.keys, self.values) for b in s if b is not None)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self._plan.kv_len if self._plan is not None else 0
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        plan = self._plan
+        assert plan is not None, "the runner plans every forward"
+        k = self._write(self.keys, layer_idx, key_states, plan)  # [B, H, kv_len, D]
+        v = self._write(self.values, layer_idx, value_states, plan)
+        return k, v
+
+    def _write(
+        self, store: list[torch.Tensor | None], layer: int, new: torch.Tensor, plan: ForwardPlan
+    ) -> torch.Tensor:
+        buf = store[layer]
+        if buf is None:  # [slots, kv_heads, capacity, head_dim] in the model's own dtype
+            _, h, _, d = new.shape
+            buf = store[layer] = new.new_zeros(self.num_slots, h, self.capacity, d)
+        new = new.to(buf.dtype)
+        if plan.start is not None:  # one row, consecutive positions
+            slot, t = int(plan.rows[0]), new.shape[2]
+            buf[slot, :, plan.start : plan.start + t] = new[0]
+        else:  # [B, H, T, D] → buf[rows[b], :, positions[b, t]]
+            buf[plan.rows[:, None], :, plan.positions] = new.transpose(1, 2)
+        if plan.span is not None:
+            lo, hi = plan.span
+            return buf[lo:hi, :, : plan.kv_len]
+        return buf[:, :, : plan.kv_len].index_select(0, plan.rows)

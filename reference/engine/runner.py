@@ -1,0 +1,104 @@
+"""The forwards of one model over its slot KV memory: prefill chunks, batched decode, verify.
+
+Owns the model and its :class:`~reference.engine.kv.SlotKV`, and is the only engine code that
+touches torch besides sampling. Every forward passes explicit per-row ``position_ids`` and a 4-D
+attention mask, so rows at different lengths share one forward: ``decode`` reads the weights
+once for every decoding sequence, which is where batching gains on a memory-bound decode.
+Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it sees slots,
+token ids and positions, and returns logits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from reference.engine.kv import ForwardPlan, SlotKV
+from reference.engine.steps import cache_keyword
+
+__all__ = ["ModelRunner"]
+
+
+class ModelRunner:
+    def __init__(self, model: Any, *, slots: int, capacity: int) -> None:
+        self.model = model
+        self.device = model.device
+        self.slots = slots
+        self.capacity = capacity  # positions per slot: a sequence's prompt + output
+        layers = int(model.config.get_text_config().num_hidden_layers)
+        self.kv = SlotKV(layers, slots, capacity)
+        self._cache_kw = cache_keyword(model)
+        # sdpa takes a boolean mask; eager attention adds the mask to its scores
+        self._bool_mask = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
+        self._layer_types: list[str] | None = getattr(model.config.get_text_config(), "layer_types", None)
+
+    @torch.inference_mode()
+    def prefill(self, slot: int, token_ids: list[int], start: int) -> torch.Tensor:
+        """Compute ``token_ids`` at positions ``start..``; returns the last position's logits [vocab]."""
+        return self._one_row(slot, token_ids, start, keep=1)[0]
+
+    @torch.inference_mode()
+    def verify(self, slot: int, token_ids: list[int], start: int) -> torch.Tensor:
+        """A speculative verify: logits [T, vocab] for every fed position."""
+        return self._one_row(slot, token_ids, start, keep=len(token_ids))
+
+    @torch.inference_mode()
+    def decode(self, slots: list[int], token_ids: list[int], positions: list[int]) -> torch.Tensor:
+        """One token for each row at its own position, in one forward; returns logits [B, vocab]."""
+        rows = torch.tensor(slots, dtype=torch.long, device=self.device)  # [B]
+        pos = torch.tensor(positions, dtype=torch.long, device=self.device)[:, None]  # [B, 1]
+        kv_len = max(positions) + 1
+        span = (
+            (slots[0], slots[0] + len(slots))
+            if slots == list(range(slots[0], slots[0] + len(slots)))
+            else None
+        )
+        plan = ForwardPlan(rows, pos, kv_len, span=span)
+        ids = torch.tensor(token_ids, dtype=torch.long, device=self.device)[:, None]  # [B, 1]
+        return self._forward(ids, plan, keep=1)[:, -1]  # [B, vocab]
+
+    @torch.inference_mode()
+    def copy_prefix(self, src: int, dst: int, length: int) -> None:
+        self.kv.copy(src, dst, length)
+
+    def kv_bytes(self) -> int:
+        return self.kv.bytes_used()
+
+    def _one_row(self, slot: int, token_ids: list[int], start: int, keep: int) -> torch.Tensor:
+        t = len(token_ids)
+        pos = torch.arange(start, start + t, device=self.device)[None, :]  # [1, T]
+        rows = torch.tensor([slot], dtype=torch.long, device=self.device)
+        plan = ForwardPlan(rows, pos, start + t, span=(slot, slot + 1), start=start)
+        ids = torch.tensor([token_ids], dtype=torch.long, device=self.device)  # [1, T]
+        return self._forward(ids, plan, keep=keep)[0]  # [keep, vocab]
+
+    def _forward(self, ids: torch.Tensor, plan: ForwardPlan, keep: int) -> torch.Tensor:
+        self.kv.reserve(plan.kv_len)
+        self.kv.plan(plan)
+        keys = torch.arange(plan.kv_len, device=self.device)  # [L]
+        allowed = keys[None, None, None, :] <= plan.positions[:, None, :, None]  # [B, 1, T, L]
+        mask: Any = allowed if self._bool_mask else self._additive(allowed)
+        if self._layer_types and "sliding_attention" in self._layer_types:
+            mask = {"full_attention": mask, "sliding_attention": self._sliding(allowed, plan)}
+        out = self.model(
+            input_ids=ids,
+            position_ids=plan.positions,
+            attention_mask=mask,
+            use_cache=True,
+            logits_to_keep=keep,
+            **{self._cache_kw: self.kv},
+        )
+        return out.logits.float()  # [B, keep, vocab]
+
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        dtype = self.model.dtype
+        zero = torch.zeros((), dtype=dtype, device=self.device)
+        return torch.where(allowed, zero, torch.finfo(dtype).min)
+
+    def _sliding(self, allowed: torch.Tensor, plan: ForwardPlan) -> torch.Tensor:
+        window = int(getattr(self.model.config.get_text_config(), "sliding_window", 0) or 0)
+        keys = torch.arange(plan.kv_len, device=self.device)
+        recent = keys[None, None, None, :] > plan.positions[:, None, :, None] - window
+        both = allowed & recent if window else allowed
+        return both if self._bool_mask else self._additive(both)

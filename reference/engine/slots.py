@@ -1,0 +1,116 @@
+"""Which KV slot holds which tokens: slot assignment, prefix reuse and its LRU eviction.
+
+The runner's KV memory is a fixed number of slots, each one sequence's keys and values at
+positions ``0..capacity``. This table is its bookkeeping in plain Python: for every slot, the
+token ids whose keys/values it holds, whether a sequence owns it, and when it was last used.
+A slot keeps its tokens after its sequence ends, so a later prompt that starts the same way
+(the next turn of a chat, a shared system prompt, a repeated request) reuses them: that is the
+prefix cache, bounded by the slots themselves and evicted least recently used first.
+
+Token ids are compared, never text (templates re-tokenize earlier turns). Reuse is capped at
+the prompt's length minus one, since the last prompt token must be computed to get logits.
+Knows nothing of tensors: the runner copies keys/values when :meth:`SlotTable.assign` asks it to.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+__all__ = ["Assignment", "SlotTable"]
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class _Slot:
+    tokens: list[int] = field(default_factory=list)  # ids whose keys/values are stored, in order
+    owner: int | None = None  # the sequence using it, or None when free
+    used: int = 0  # tick of the last assignment or release, for LRU
+
+
+@dataclass(frozen=True)
+class Assignment:
+    slot: int
+    reused: int  # prompt tokens whose keys/values are already in place (the prefix hit)
+    copy_from: int | None = None  # a busy slot to copy ``reused`` positions from, or None
+
+
+class SlotTable:
+    def __init__(self, slots: int, *, prefix_cache: bool = True, min_copy: int = 16) -> None:
+        self._slots = [_Slot() for _ in range(slots)]
+        self.prefix_cache = prefix_cache
+        self.min_copy = min_copy  # copying a few positions costs more bookkeeping than it saves
+        self._tick = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @property
+    def free(self) -> int:
+        return sum(1 for s in self._slots if s.owner is None)
+
+    def tokens(self, slot: int) -> list[int]:
+        return self._slots[slot].tokens
+
+    def stored_tokens(self) -> int:
+        """Positions holding keys/values, owned or kept for reuse."""
+        return sum(len(s.tokens) for s in self._slots)
+
+    def best_match(self, prompt: list[int]) -> tuple[int | None, int]:
+        """The slot holding the longest prefix of ``prompt`` (owned or free), capped at len − 1."""
+        if not self.prefix_cache:
+            return None, 0
+        best, length = None, 0
+        for i, s in enumerate(self._slots):
+            n = min(common_prefix(s.tokens, prompt), len(prompt) - 1)
+            if n > length or (n == length and n > 0 and s.owner is None):
+                best, length = i, n
+        return best, length
+
+    def assign(self, owner: int, prompt: list[int]) -> Assignment | None:
+        """A free slot for ``owner``'s prompt, reusing the longest stored prefix; None if none is free.
+
+        A free slot that holds a prefix is taken over as it is. A prefix held by a busy slot is
+        copied into the free slot used least recently (so the newest prefixes survive longest).
+        """
+        free = [i for i, s in enumerate(self._slots) if s.owner is None]
+        if not free:
+            return None
+        best, length = self.best_match(prompt)
+        if best is not None and length > 0 and self._slots[best].owner is None:
+            return self._take(best, owner, length, None)
+        target = min(free, key=lambda i: (len(self._slots[i].tokens) > 0, self._slots[i].used))
+        if best is not None and length >= self.min_copy:
+            return self._take(target, owner, length, best)
+        return self._take(target, owner, 0, None)
+
+    def _take(self, slot: int, owner: int, reused: int, copy_from: int | None) -> Assignment:
+        s = self._slots[slot]
+        source = self._slots[copy_from].tokens if copy_from is not None else s.tokens
+        s.tokens = source[:reused]
+        s.owner = owner
+        s.used = next(self._tick)
+        return Assignment(slot, reused, copy_from)
+
+    def extend(self, slot: int, tokens: list[int]) -> None:
+        """Record that keys/values for ``tokens`` were written after the slot's current ones."""
+        self._slots[slot].tokens.extend(tokens)
+
+    def truncate(self, slot: int, length: int) -> None:
+        """Forget positions from ``length`` on (rejected speculative tokens)."""
+        del self._slots[slot].tokens[length:]
+
+    def release(self, slot: int, *, keep: bool = True) -> None:
+        """The owner is done; keep the tokens for reuse unless they may be incomplete (a failure)."""
+        s = self._slots[slot]
+        s.owner = None
+        s.used = next(self._tick)
+        if not keep or not self.prefix_cache:
+            s.tokens = []
