@@ -42,6 +42,12 @@ class Settings:
     preload: bool = True
     defaults: ModeOptions = field(default_factory=ModeOptions)  # flags over the file's [server]
     log_level: str = "info"
+    metrics: bool = True  # GET /metrics; open like /health unless metrics_require_key
+    metrics_require_key: bool = False
+
+    def __post_init__(self) -> None:
+        if self.metrics and self.metrics_require_key and not self.api_key:
+            raise SettingsError("--metrics-require-key needs an API key (--api-key or $CHATREF_API_KEY)")
 
     def specs(self) -> list[ModelSpec]:
         from reference.config import parse_model_spec
