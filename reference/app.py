@@ -1,4 +1,8 @@
-"""The Litestar application: routes, the model registry's lifespan, errors as one envelope."""
+"""The Litestar application: routes, the model registry's lifespan, errors as one envelope.
+
+Also wires ``GET /metrics`` (on unless ``settings.metrics`` is off; behind the API key only with
+``settings.metrics_require_key``) and the HTTP metrics middleware that goes with it.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
 from reference.errors import APIError, AuthenticationError
+from reference.metrics import ENGINES
 from reference.registry import Registry
 from reference.routes.chat import create_chat_completion
+from reference.routes.metrics import http_metrics_middleware, metrics_controller
 from reference.routes.models import get_model, health, list_models
 from reference.settings import Settings
 
@@ -103,6 +109,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Litestar
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if settings.metrics:
+            ENGINES.attach(registry)
         await registry.start(preload_default=settings.preload)
         sweeper = asyncio.create_task(_sweep_idle(registry)) if settings.idle_timeout else None
         try:
@@ -110,14 +118,22 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Litestar
         finally:
             if sweeper:
                 sweeper.cancel()
+            ENGINES.detach(registry)
             registry.close()
 
     guards = [_api_key_guard(settings.api_key)] if settings.api_key else []
     v1 = Router("/v1", route_handlers=[create_chat_completion, list_models, get_model], guards=guards)
     cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
+    handlers: list[Any] = [v1, health]
+    if settings.metrics:
+        handlers.append(metrics_controller(guards if settings.metrics_require_key else ()))
     return Litestar(
-        route_handlers=[v1, health],
-        dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
+        route_handlers=handlers,
+        dependencies={
+            "registry": Provide(lambda: registry, sync_to_thread=False),
+            "metrics": Provide(lambda: settings.metrics, sync_to_thread=False),
+        },
+        middleware=[http_metrics_middleware()] if settings.metrics else [],
         lifespan=[lifespan],
         cors_config=cors,
         exception_handlers={

@@ -11,6 +11,8 @@ The config file::
     max_loaded = 2
     idle_timeout = 600
     allow_hub = false
+    metrics = true                # GET /metrics; false answers 404
+    metrics_require_key = false   # true: /metrics wants the API key like /v1
     dtype = "auto"                # mode defaults for every model: dtype, device, attn, quantization,
                                   # speculative, speculative_tokens
     [[model]]
@@ -51,7 +53,7 @@ _ATTN = re.compile(r"^[a-z0-9_|-]{1,64}$")  # no '/': a hub kernel id would be f
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 _MODE_KEYS = ("dtype", "device", "attn", "quantization", "speculative", "speculative_tokens")
-_SERVER_KEYS = ("max_loaded", "idle_timeout", "allow_hub", *_MODE_KEYS)
+_SERVER_KEYS = ("max_loaded", "idle_timeout", "allow_hub", "metrics", "metrics_require_key", *_MODE_KEYS)
 _MODEL_KEYS = ("id", "source", "aliases", "pinned", *_MODE_KEYS)
 
 
@@ -102,6 +104,8 @@ class ConfigFile:
     max_loaded: int | None = None
     idle_timeout: float | None = None
     allow_hub: bool | None = None
+    metrics: bool | None = None
+    metrics_require_key: bool | None = None
 
 
 def _check_mode(key: str, value: Any, where: str) -> Any:
@@ -220,6 +224,10 @@ def load_config(path: Path) -> ConfigFile:
     if idle is not None and (not isinstance(idle, int | float) or idle <= 0):
         raise ConfigError(f"{path} [server]: idle_timeout must be a positive number of seconds")
     allow_hub = server.get("allow_hub")
+    switches = {key: server.get(key) for key in ("metrics", "metrics_require_key")}
+    for key, value in switches.items():
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"{path} [server]: {key} must be true or false")
     return ConfigFile(
         path=path,
         models=tuple(models),
@@ -227,4 +235,6 @@ def load_config(path: Path) -> ConfigFile:
         max_loaded=max_loaded,
         idle_timeout=None if idle is None else float(idle),
         allow_hub=None if allow_hub is None else bool(allow_hub),
+        metrics=switches["metrics"],
+        metrics_require_key=switches["metrics_require_key"],
     )

@@ -45,6 +45,12 @@ class Settings:
     log_level: str = "info"
     engine: SchedulerConfig = field(default_factory=SchedulerConfig)  # every model's batching limits
     kv_cache_tokens: int | None = None  # per model, over all slots; None: a full context per slot
+    metrics: bool = True  # GET /metrics; open like /health unless metrics_require_key
+    metrics_require_key: bool = False
+
+    def __post_init__(self) -> None:
+        if self.metrics and self.metrics_require_key and not self.api_key:
+            raise SettingsError("--metrics-require-key needs an API key (--api-key or $CHATREF_API_KEY)")
 
     def specs(self) -> list[ModelSpec]:
         from reference.config import parse_model_spec

@@ -46,6 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("CHATREF_API_KEY"),
         help="require `Authorization: Bearer KEY` on /v1 (default: $CHATREF_API_KEY, else none)",
     )
+    p.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve Prometheus metrics at GET /metrics (default: on; --no-metrics answers 404)",
+    )
+    p.add_argument(
+        "--metrics-require-key",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="require the API key on /metrics too (default: open, like /health)",
+    )
     p.add_argument("--cors-origins", nargs="*", default=[], help="allowed CORS origins (default: CORS off)")
     p.add_argument("--max-loaded", type=int, help="models resident at once, LRU-evicted (default: 2)")
     p.add_argument(
@@ -105,6 +117,8 @@ def settings_from_args(argv: list[str]) -> Settings:
         log_level=a.log_level,
         engine=_engine(a),
         kv_cache_tokens=a.kv_cache_tokens,
+        metrics=bool(_first(a.metrics, config and config.metrics, True)),
+        metrics_require_key=bool(_first(a.metrics_require_key, config and config.metrics_require_key, False)),
     )
 
 

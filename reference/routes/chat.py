@@ -1,15 +1,21 @@
-"""``POST /v1/chat/completions``: JSON or SSE, the same generation underneath."""
+"""``POST /v1/chat/completions``: JSON or SSE, the same generation underneath.
+
+With metrics on, the delta stream is observed once, before the two renderings split, so both
+modes count the same tokens and finish reasons (:mod:`reference.metrics.requests`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 from litestar import Request, post
 from litestar.response import Response, Stream
 
 from reference.generation import Generation, start
+from reference.metrics import RequestObservation
 from reference.protocol.streaming import collect, sse_events
 from reference.registry import Registry
 from reference.schemas import ChatCompletionRequest, encode
@@ -24,23 +30,35 @@ async def _until_disconnect(request: Request) -> None:
             return
 
 
-async def _stream(gen: Generation) -> AsyncIterator[bytes]:
+def _observed(gen: Generation, arrival: float) -> RequestObservation:
+    """Observe ``gen``'s deltas from now on; called right after its sequences were submitted."""
+    meta = gen.meta
+    seen = RequestObservation(meta.model, meta.prompt_tokens, meta.n, arrival, time.perf_counter())
+    gen.deltas = seen.wrap(gen.deltas)
+    return seen
+
+
+async def _stream(gen: Generation, seen: RequestObservation | None) -> AsyncIterator[bytes]:
     try:
         async for event in sse_events(gen.meta, gen.deltas):
             yield event
     finally:  # also runs when Litestar cancels us because the client went away
         gen.cancel()
+        if seen is not None:  # the delta stream may be left suspended, not closed: end it here
+            seen.end()
 
 
 @post("/chat/completions", status_code=200)
 async def create_chat_completion(
-    request: Request, data: ChatCompletionRequest, registry: Registry
+    request: Request, data: ChatCompletionRequest, registry: Registry, metrics: bool
 ) -> Response[bytes] | Stream:
+    arrival = time.perf_counter()
     served = await registry.acquire(data.model)
     gen = await start(data, served)
+    seen = _observed(gen, arrival) if metrics else None
     if gen.plan.stream:
         return Stream(
-            _stream(gen),
+            _stream(gen, seen),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -58,6 +76,8 @@ async def create_chat_completion(
         for task in (watch, work):  # let both cancellations land before looking at the result
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(task, return_exceptions=True)
+        if seen is not None:  # a no-op unless `work` was cancelled before it ever ran
+            seen.end()
     if work.cancelled():
         return Response(b"", status_code=499)  # nginx's "client closed request": nobody reads it
     return Response(encode(work.result()), media_type="application/json")
