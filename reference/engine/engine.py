@@ -15,6 +15,7 @@ slots cleared); the engine goes on serving. Knows token ids and tensors, never H
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import threading
@@ -184,7 +185,7 @@ class Engine:
                     self.stats.prefix_queries += len(seq.prompt_ids)
                     self.stats.prefix_hits += a.reused
             admitted = [seq for seq, _ in plan.admitted]
-            self._guarded(admitted, lambda: self._copy_prefixes(plan))
+            self._guarded(admitted, functools.partial(self._copy_prefixes, plan))
             if plan:
                 self._step(plan)
 
@@ -195,11 +196,11 @@ class Engine:
 
     def _step(self, plan: Round) -> None:
         if plan.decode:
-            self._guarded(plan.decode, lambda: self._decode(plan.decode))
+            self._guarded(plan.decode, functools.partial(self._decode, plan.decode))
         for seq, n in plan.prefill:
-            self._guarded([seq], lambda seq=seq, n=n: self._prefill(seq, n))  # type: ignore[misc]
+            self._guarded([seq], functools.partial(self._prefill, seq, n))
         for seq in plan.speculative:
-            self._guarded([seq], lambda seq=seq: self._speculate(seq))  # type: ignore[misc]
+            self._guarded([seq], functools.partial(self._speculate, seq))
 
     def _guarded(self, seqs: list[Sequence], work: Callable[[], None]) -> None:
         try:
