@@ -1,0 +1,139 @@
+"""The scheduler and slot table as pure policy: admission, queue limits, prefill chunks, prefix reuse."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from reference.engine.scheduler import QueueFull, Scheduler, SchedulerConfig
+from reference.engine.sequence import Sequence, State
+from reference.engine.slots import SlotTable
+from reference.engine.types import SamplingParams
+
+
+class _Handle:
+    """What the scheduler reads of a handle: whether its client cancelled."""
+
+    def __init__(self) -> None:
+        self._cancel = threading.Event()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+
+_ids = iter(range(10**6))
+
+
+def seq(prompt: list[int], max_new: int = 4) -> Sequence:
+    return Sequence(
+        next(_ids), prompt, SamplingParams(max_new), _Handle(), None, None, max_length=1000  # type: ignore[arg-type]
+    )
+
+
+def test_admission_fills_slots_then_queues_then_refuses() -> None:
+    s = Scheduler(SchedulerConfig(max_running=2, max_waiting=2))
+    s.add([seq([1, 2]), seq([3, 4])])
+    s.add([seq([5, 6]), seq([7, 8])])  # two free slots plus two waiting places
+    with pytest.raises(QueueFull):
+        s.add([seq([9, 10])])
+    plan = s.schedule()
+    assert len(plan.admitted) == 2 and s.num_running == 2 and s.num_waiting == 2
+    with pytest.raises(QueueFull):  # the queue is full while both slots are busy
+        s.add([seq([11, 12])])
+
+
+def test_n_choices_are_queued_all_or_none() -> None:
+    s = Scheduler(SchedulerConfig(max_running=1, max_waiting=1))
+    with pytest.raises(QueueFull):
+        s.add([seq([1]), seq([1]), seq([1])])
+    assert s.num_waiting == 0
+
+
+def test_long_prompt_is_prefilled_in_chunks_beside_decoding_sequences() -> None:
+    s = Scheduler(SchedulerConfig(max_running=4, max_prefill_tokens=100))
+    short = seq(list(range(10)))
+    s.add([short])
+    plan = s.schedule()
+    assert plan.prefill == [(short, 10)]
+    short.computed, short.state = 10, State.DECODE
+    short.output.append(5)
+    long = seq(list(range(1000, 1350)))
+    s.add([long])
+    chunks = []
+    for _ in range(4):
+        plan = s.schedule()
+        assert plan.decode == [short], "the running sequence decodes every round"
+        ((who, n),) = plan.prefill
+        assert who is long and n <= 100
+        chunks.append(n)
+        long.computed += n
+    assert chunks == [100, 100, 100, 50]
+
+
+def test_cancelled_sequences_are_dropped_and_free_their_slot() -> None:
+    s = Scheduler(SchedulerConfig(max_running=1))
+    a, b = seq([1, 2, 3]), seq([4, 5, 6])
+    s.add([a, b])
+    s.schedule()
+    a.handle.cancel()
+    assert s.drop_cancelled() == [a]
+    assert s.schedule().admitted[0][0] is b
+
+
+def test_slot_reuse_takes_the_longest_prefix_and_keeps_the_last_prompt_token() -> None:
+    t = SlotTable(3)
+    first = t.assign(1, [1, 2, 3, 4, 5])
+    assert first is not None and first.reused == 0
+    t.extend(first.slot, [1, 2, 3, 4, 5, 9])
+    t.release(first.slot)
+    same = t.assign(2, [1, 2, 3, 4, 5])  # exact duplicate: all but the last token
+    assert same is not None and (same.slot, same.reused) == (first.slot, 4)
+    t.release(same.slot)
+    edited = t.assign(3, [1, 2, 7, 4, 5])  # an edit in the middle: only the part before it
+    assert edited is not None and edited.reused == 2
+
+
+def test_prefix_in_a_busy_slot_is_copied_and_lru_evicts_the_oldest_free_slot() -> None:
+    t = SlotTable(2, min_copy=2)
+    a = t.assign(1, [1, 2, 3, 4])
+    assert a is not None
+    t.extend(a.slot, [1, 2, 3, 4])
+    b = t.assign(2, [1, 2, 3, 9])  # a still owns its slot: copy its first 3 positions
+    assert b is not None and b.copy_from == a.slot and b.reused == 3
+    assert t.assign(3, [5]) is None  # no free slot
+    t.extend(b.slot, [9])  # the copied 3 positions are already recorded
+    t.release(a.slot)
+    t.release(b.slot)
+    c = t.assign(3, [7, 7, 7])  # no prefix anywhere: evict the least recently used (a's)
+    assert c is not None and c.slot == a.slot and c.reused == 0
+    assert t.tokens(b.slot) == [1, 2, 3, 9]
+
+
+def test_a_prompt_waits_for_a_prefill_it_can_reuse() -> None:
+    s = Scheduler(SchedulerConfig(max_running=4))
+    prompt = list(range(100))
+    first, second = seq(prompt), seq(prompt)
+    s.add([first, second])
+    plan = s.schedule()
+    assert [x for x, _ in plan.admitted] == [first], "the twin waits for the first prefill"
+    s.slots.extend(first.slot, prompt)
+    first.computed, first.state = 100, State.DECODE
+    first.output.append(1)
+    plan = s.schedule()
+    ((twin, a),) = plan.admitted
+    assert twin is second and a.copy_from == first.slot and a.reused == 99
+
+
+def test_without_prefix_cache_nothing_is_reused() -> None:
+    t = SlotTable(1, prefix_cache=False)
+    a = t.assign(1, [1, 2, 3])
+    assert a is not None
+    t.extend(a.slot, [1, 2, 3])
+    t.release(a.slot)
+    b = t.assign(2, [1, 2, 3])
+    assert b is not None and b.reused == 0
