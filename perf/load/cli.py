@@ -121,6 +121,11 @@ def _target_url(args: argparse.Namespace) -> Iterator[tuple[str, bool]]:
             except ServerStartError as exc:
                 raise SystemExit(f"chatref perf load: {exc}") from None
         yield server.base_url, True
+        died = server.gone()  # before the stop, which would make any exit look intended
+    if died:
+        print(f"chatref perf load: {died}", file=sys.stderr)
+    else:
+        server.remove_log()  # kept when the run raised or the server died: it says why
 
 
 def _levels(args: argparse.Namespace) -> list[dict[str, Any]]:
