@@ -1,7 +1,8 @@
 """``chatref perf``: measure bandwidth, decode every mode, print and write the report, gate.
 
 Owns argument parsing and the order of a run (bandwidth first, then modes round-robin, then
-reports and an optional gate). Knows nothing of HTTP; the server CLI dispatches here.
+reports and an optional gate), and hands ``perf load`` / ``perf load-report`` to
+:mod:`perf.load.cli` (imported only then). Knows nothing of HTTP; the server CLI dispatches here.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     from perf.decode import DEFAULT_MODES
 
     p = argparse.ArgumentParser(
-        prog="chatref perf", description="Decode tokens/s against the bandwidth roofline."
+        prog="chatref perf",
+        description="Decode tokens/s against the bandwidth roofline.",
+        epilog="Server load benchmark: chatref perf load --help; chatref perf load-report --help",
     )
     p.add_argument("--model", default="smollm2-135m-instruct", help="preset id/alias or model directory")
     p.add_argument(
@@ -96,6 +99,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: list[str]) -> int:
     """Entry point for ``chatref perf ARGS``; returns the process exit code."""
+    if argv[:1] == ["load"]:
+        from perf.load.cli import main as load
+
+        return load(argv[1:])
+    if argv[:1] == ["load-report"]:
+        from perf.load.cli import report_main
+
+        return report_main(argv[1:])
     from perf import gate
 
     args = _parser().parse_args(argv)

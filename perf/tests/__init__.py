@@ -1,1 +1,2 @@
-"""Tests of perf/ and of the shared quantized/speculative code: no timing assertions here."""
+"""Tests of perf/ and of the shared quantized/speculative code. Timing is asserted only by the load
+benchmark's tests, against a scripted server with known delays and generous tolerances."""

@@ -1,4 +1,5 @@
-"""Shared fixtures: the tiny random model (fast) and the real default model (marked slow)."""
+"""Shared fixtures: the tiny random model (fast), the real default model (marked slow), and the
+load benchmark's scripted server."""
 
 from __future__ import annotations
 
@@ -6,11 +7,13 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP, where we are first
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fixtures import get_preset, materialize
+from perf.tests.scripted_server import ScriptedServer
 from reference.loading import LoadedModel, LoadMode, load_model
 
 
@@ -36,3 +39,18 @@ def default_path() -> Path:
     preset = get_preset("smollm2-135m-instruct")
     assert preset is not None
     return materialize(preset)
+
+
+@pytest.fixture(scope="session")
+def scripted_server() -> Iterator[ScriptedServer]:
+    """The load benchmark's fake server (known delays), shared by the load tests."""
+    server = ScriptedServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scripted(scripted_server: ScriptedServer) -> ScriptedServer:
+    """The scripted server with the default script and fresh counters."""
+    scripted_server.reset()
+    return scripted_server
