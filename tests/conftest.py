@@ -100,6 +100,12 @@ def fold_stream(events: list[str]) -> dict[str, Any]:
     return {"id": chunks[0]["id"], "choices": [choices[i] for i in sorted(choices)], "usage": usage}
 
 
+def usage_counts(response: dict[str, Any]) -> tuple[int, int, int]:
+    """The token counts of a response's usage; ``prompt_tokens_details`` depends on the prefix cache."""
+    u = response["usage"]
+    return u["prompt_tokens"], u["completion_tokens"], u["total_tokens"]
+
+
 def complete(http: httpx.Client, stream: bool, **overrides: Any) -> dict[str, Any]:
     """One request in either mode, returned as a (folded) response: one assertion covers both."""
     body = chat_body(**overrides)

@@ -31,7 +31,13 @@ _ids = iter(range(10**6))
 
 def seq(prompt: list[int], max_new: int = 4) -> Sequence:
     return Sequence(
-        next(_ids), prompt, SamplingParams(max_new), _Handle(), None, None, max_length=1000  # type: ignore[arg-type]
+        next(_ids),
+        prompt,
+        SamplingParams(max_new),
+        _Handle(),
+        None,
+        None,
+        max_length=1000,  # type: ignore[arg-type]
     )
 
 
