@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any, cast
 
 import pytest
 
@@ -30,15 +31,9 @@ _ids = iter(range(10**6))
 
 
 def seq(prompt: list[int], max_new: int = 4) -> Sequence:
-    return Sequence(
-        next(_ids),
-        prompt,
-        SamplingParams(max_new),
-        _Handle(),
-        None,
-        None,
-        max_length=1000,  # type: ignore[arg-type]
-    )
+    # the scheduler reads only ``handle.cancelled``; sampler and constraint are the engine's business
+    handle, sampler = cast(Any, _Handle()), cast(Any, None)
+    return Sequence(next(_ids), prompt, SamplingParams(max_new), handle, sampler, None, max_length=1000)
 
 
 def test_admission_fills_slots_then_queues_then_refuses() -> None:
