@@ -132,6 +132,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Litestar
         dependencies={
             "registry": Provide(lambda: registry, sync_to_thread=False),
             "metrics": Provide(lambda: settings.metrics, sync_to_thread=False),
+            "request_timeout": Provide(lambda: settings.request_timeout, sync_to_thread=False),
         },
         middleware=[http_metrics_middleware()] if settings.metrics else [],
         lifespan=[lifespan],

@@ -18,6 +18,7 @@ __all__ = [
     "ModelNotFound",
     "NotFound",
     "RateLimited",
+    "RequestTimeout",
     "Unsupported",
 ]
 
@@ -99,3 +100,11 @@ class RateLimited(APIError):
     def __init__(self, message: str, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.headers["Retry-After"] = str(retry_after)
+
+
+class RequestTimeout(APIError):
+    """The generation outlasted ``--request-timeout``: a 504 envelope, or an error event mid-stream."""
+
+    status_code = 504
+    error_type = "server_error"
+    default_code = "request_timeout"

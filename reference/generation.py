@@ -6,18 +6,19 @@ picks the stream or JSON rendering.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
 from reference.engine import QueueFull, SequenceHandle
-from reference.errors import ContextLengthExceeded, InvalidRequest, RateLimited
+from reference.errors import ContextLengthExceeded, InvalidRequest, RateLimited, RequestTimeout
 from reference.loading import LoadedModel
 from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
 from reference.protocol.grammar import GrammarConstraint, GrammarError, Grammars
@@ -30,7 +31,7 @@ from reference.protocol.tools.parser import ToolCallParser
 from reference.registry import ServedModel
 from reference.schemas import ChatCompletionRequest
 
-__all__ = ["Generation", "prepare", "start"]
+__all__ = ["Generation", "prepare", "start", "with_deadline"]
 
 # One llguidance tokenizer and grammar cache per loaded tokenizer, dropped with the model.
 _GRAMMARS: weakref.WeakKeyDictionary[Any, Grammars] = weakref.WeakKeyDictionary()
@@ -46,6 +47,19 @@ class Generation:
     def cancel(self) -> None:
         for h in self.handles:
             h.cancel()
+
+    def when_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` on the event loop once the engine has closed every sequence."""
+        left = len(self.handles)
+
+        def one_closed() -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
+                callback()
+
+        for h in self.handles:
+            h.on_close(one_closed)
 
 
 def _grammars(loaded: LoadedModel) -> Grammars:
@@ -124,3 +138,18 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
         cached_tokens=lambda: handles[0].cached_tokens,
     )
     return Generation(plan, meta, merge_choices(streams), handles)
+
+
+async def with_deadline(deltas: AsyncIterator[ChoiceDelta], seconds: float) -> AsyncIterator[ChoiceDelta]:
+    """``deltas`` until ``seconds`` have passed, then :class:`RequestTimeout` (the caller cancels)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    iterator = aiter(deltas)
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            delta = await asyncio.wait_for(anext(iterator), max(left, 0.0))
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(f"The generation did not finish within {seconds:g} s.") from None
+        yield delta

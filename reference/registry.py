@@ -17,7 +17,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +29,10 @@ from reference.engine.speculative import SpeculativeConfig
 from reference.errors import ModelLoadError, ModelNotFound, NotFound
 from reference.loading import LoadedModel, LoadMode, SourceUnavailable, load_model
 
-__all__ = ["ModelSource", "Registry", "ServedModel"]
+__all__ = ["Lease", "ModelSource", "Registry", "ServedModel"]
 
 log = logging.getLogger("chatref.registry")
 
-# An evicted model keeps serving for this long: a request that acquired it just before the
-# eviction has not submitted its sequence yet (engine.live is still 0) and must not find it closed.
-_GRACE = 2.0
 _HEARTBEAT = 5.0  # seconds between "still loading" lines in the server log
 
 
@@ -59,6 +56,25 @@ class ServedModel:
     engine: Engine
     draft: LoadedModel | None = None
     last_used: float = field(default_factory=time.monotonic)
+    leases: int = 0  # requests between choosing this model and the end of their generation
+
+    @property
+    def busy(self) -> bool:  # every request holds a lease while it generates (Registry.use)
+        return self.leases > 0
+
+
+class Lease:
+    def __init__(self, registry: Registry, served: ServedModel) -> None:
+        self.served = served
+        self._registry: Registry | None = registry
+
+    def release(self) -> None:
+        """Idempotent: the request no longer needs the model."""
+        if self._registry is not None:
+            registry, self._registry = self._registry, None
+            self.served.leases -= 1
+            self.served.last_used = time.monotonic()
+            registry._reap()
 
 
 class Registry:
@@ -84,7 +100,6 @@ class Registry:
         self._loaded: dict[str, ServedModel] = {}
         self._loading: dict[str, asyncio.Future[ServedModel]] = {}
         self._retiring: list[ServedModel] = []
-        self._reaper: asyncio.TimerHandle | None = None
         self.loads: Counter[str] = Counter()  # completed loads per model id, for /v1/models and tests
         self._waiting: Counter[str] = Counter()
 
@@ -134,6 +149,26 @@ class Registry:
         first = [self.default_id] if preload_default else []
         for model_id in dict.fromkeys(first + [s.id for s in self._sources.values() if s.pinned]):
             await self.acquire(model_id)
+
+    async def lease(self, name: str) -> Lease:
+        """The model for ``name``, leased until :meth:`Lease.release`: a leased model is never
+        evicted, unloaded or closed. A request holds one from choosing its model to the end of
+        its generation (``reference.generation`` releases it when the last sequence closes)."""
+        while True:
+            served = await self.acquire(name)
+            if self._loaded.get(served.source.id) is served:  # not evicted while we awaited
+                break
+        served.leases += 1  # no await between the check and the lease: nothing can evict it
+        return Lease(self, served)
+
+    @contextlib.asynccontextmanager
+    async def use(self, name: str) -> AsyncIterator[ServedModel]:
+        """``async with registry.use(name) as served``: a lease for the block."""
+        lease = await self.lease(name)
+        try:
+            yield lease.served
+        finally:
+            lease.release()
 
     async def acquire(self, name: str) -> ServedModel:
         if name in self._names or self._hub is None or not is_hub_id(name):
@@ -232,7 +267,7 @@ class Registry:
 
     def _evict(self, room_for: int) -> None:
         while len(self._loaded) + room_for > self.max_loaded:
-            victims = [s for s in self._loaded.values() if not s.source.pinned and s.engine.live == 0]
+            victims = [s for s in self._loaded.values() if not s.source.pinned and not s.busy]
             if not victims:  # everything resident is busy or pinned: exceed the limit rather than fail
                 log.warning(
                     "%d model(s) resident, over max_loaded %d", len(self._loaded) + room_for, self.max_loaded
@@ -243,23 +278,18 @@ class Registry:
             self.unload(victim.source.id)
 
     def unload(self, model_id: str) -> None:
-        """Take a model out of service; its engine closes once drained (see ``_GRACE``)."""
+        """Take a model out of service; its engine closes once its last lease ends."""
         served = self._loaded.pop(model_id, None)
         if served is not None:
             self._retiring.append(served)
             self._reap()
 
     def _reap(self) -> None:
-        self._reaper = None
-        now = time.monotonic()
         for served in list(self._retiring):
-            if served.engine.live == 0 and now - served.last_used >= _GRACE:
+            if not served.busy:
                 self._retiring.remove(served)
                 served.engine.close()
                 log.info("unloaded %s", served.source.id)
-        if self._retiring and self._reaper is None:
-            with contextlib.suppress(RuntimeError):  # no event loop (shutdown): close() ends them
-                self._reaper = asyncio.get_running_loop().call_later(_GRACE / 2, self._reap)
 
     def unload_idle(self) -> None:
         if self.idle_timeout is None:
@@ -267,13 +297,11 @@ class Registry:
         now = time.monotonic()
         for served in list(self._loaded.values()):
             idle = now - served.last_used
-            if not served.source.pinned and served.engine.live == 0 and idle >= self.idle_timeout:
+            if not served.source.pinned and not served.busy and idle >= self.idle_timeout:
                 log.info("%s idle for %.0f s", served.source.id, idle)
                 self.unload(served.source.id)
 
     def close(self) -> None:
-        if self._reaper is not None:
-            self._reaper.cancel()
         for served in [*self._loaded.values(), *self._retiring]:
             served.engine.close()
         self._loaded.clear()

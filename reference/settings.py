@@ -45,6 +45,8 @@ class Settings:
     log_level: str = "info"
     engine: SchedulerConfig = field(default_factory=SchedulerConfig)  # every model's batching limits
     kv_cache_tokens: int | None = None  # per model, over all slots; None: a full context per slot
+    request_timeout: float | None = None  # seconds for one generation; None: no limit
+    shutdown_timeout: float = 10.0  # on SIGTERM, in-flight responses get this long to finish
     metrics: bool = True  # GET /metrics; open like /health unless metrics_require_key
     metrics_require_key: bool = False
 

@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--no-prefix-cache", action="store_true", help="never reuse an earlier prompt's keys/values"
     )
+    p.add_argument(
+        "--request-timeout",
+        type=float,
+        help="end a generation after this many seconds: 504 envelope, or an error event in a stream "
+        "(default: no limit)",
+    )
+    p.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=10.0,
+        help="on SIGTERM stop accepting, let in-flight responses finish this long, then cancel them "
+        "(default: 10)",
+    )
     p.add_argument("--log-level", default="info", help="default: info")
     return p
 
@@ -116,6 +129,8 @@ def settings_from_args(argv: list[str]) -> Settings:
         defaults=flags.over(config.defaults) if config else flags,
         log_level=a.log_level,
         engine=_engine(a),
+        request_timeout=a.request_timeout,
+        shutdown_timeout=a.shutdown_timeout,
         kv_cache_tokens=a.kv_cache_tokens,
         metrics=bool(_first(a.metrics, config and config.metrics, True)),
         metrics_require_key=bool(_first(a.metrics_require_key, config and config.metrics_require_key, False)),
@@ -149,6 +164,10 @@ def main(argv: list[str]) -> int:
         print(f"chatref serve: {exc}")
         return 2
     uvicorn.run(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level, timeout_graceful_shutdown=3
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
     )
     return 0

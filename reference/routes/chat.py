@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from litestar import Request, post
 from litestar.response import Response, Stream
 
-from reference.generation import Generation, start
+from reference.generation import Generation, start, with_deadline
 from reference.metrics import RequestObservation
 from reference.protocol.streaming import collect, sse_events
 from reference.registry import Registry
@@ -50,11 +50,22 @@ async def _stream(gen: Generation, seen: RequestObservation | None) -> AsyncIter
 
 @post("/chat/completions", status_code=200)
 async def create_chat_completion(
-    request: Request, data: ChatCompletionRequest, registry: Registry, metrics: bool
+    request: Request,
+    data: ChatCompletionRequest,
+    registry: Registry,
+    metrics: bool,
+    request_timeout: float | None,
 ) -> Response[bytes] | Stream:
     arrival = time.perf_counter()
-    served = await registry.acquire(data.model)
-    gen = await start(data, served)
+    lease = await registry.lease(data.model)  # held until the engine closes the last sequence
+    try:
+        gen = await start(data, lease.served)
+    except BaseException:
+        lease.release()
+        raise
+    gen.when_done(lease.release)
+    if request_timeout is not None:
+        gen.deltas = with_deadline(gen.deltas, request_timeout)
     seen = _observed(gen, arrival) if metrics else None
     if gen.plan.stream:
         return Stream(
