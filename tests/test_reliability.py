@@ -90,12 +90,8 @@ def test_sigterm_drains_eight_streams_within_the_shutdown_timeout(tmp_path: Path
     with serve(["--model", TINY, "--shutdown-timeout", "2"], tmp_path / "log") as srv:
         body = chat_body(max_tokens=450, stream=True, logit_bias={"2": -100})
         with contextlib.ExitStack() as stack:
-            streams = [
-                stack.enter_context(
-                    httpx.stream("POST", srv.base_url + "/chat/completions", json=body, timeout=30)
-                )  # fmt: skip
-                for _ in range(8)
-            ]
+            url = srv.base_url + "/chat/completions"
+            streams = [stack.enter_context(httpx.stream("POST", url, json=body, timeout=30)) for _ in range(8)]
             for s in streams:
                 next(s.iter_lines())  # all eight are live
             proc = srv.process
