@@ -91,7 +91,8 @@ def test_sigterm_drains_eight_streams_within_the_shutdown_timeout(tmp_path: Path
         body = chat_body(max_tokens=450, stream=True, logit_bias={"2": -100})
         with contextlib.ExitStack() as stack:
             url = srv.base_url + "/chat/completions"
-            streams = [stack.enter_context(httpx.stream("POST", url, json=body, timeout=30)) for _ in "12345678"]
+            opened = (httpx.stream("POST", url, json=body, timeout=30) for _ in range(8))
+            streams = [stack.enter_context(s) for s in opened]
             for s in streams:
                 next(s.iter_lines())  # all eight are live
             proc = srv.process
