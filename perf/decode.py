@@ -35,11 +35,14 @@ __all__ = [
     "DecodeStats",
     "ModeRunner",
     "ModeSpec",
+    "failed",
     "grounded_prompt",
     "load_runners",
     "measure",
     "prompt_for",
     "run_modes",
+    "summarize",
+    "with_speedups",
 ]
 
 
@@ -242,8 +245,13 @@ def measure(
                 continue
             if round_ >= warmup:
                 samples[name].append((ttft, dec, ref))
-    stats = [_summarize(r, samples[name], prompt, new_tokens, bandwidth_gbps) for name, r in runners.items()]
-    stats += [_failed(name, err, bandwidth_gbps) for name, err in errors.items()]
+    stats = [summarize(r, samples[name], prompt, new_tokens, bandwidth_gbps) for name, r in runners.items()]
+    stats += [failed(name, err, bandwidth_gbps) for name, err in errors.items()]
+    return with_speedups(stats)
+
+
+def with_speedups(stats: list[DecodeStats]) -> list[DecodeStats]:
+    """Fill each mode's speedup over plain fp32 of the same run; modes in table order."""
     plain = next((s for s in stats if s.mode == "fp32" and not s.error), None)
     for s in stats:
         if plain and not s.error:
@@ -259,13 +267,14 @@ def run_modes(path: Path, modes: list[str], *, device: str = "auto", **kw: Any) 
     return measure(runners, errors, **kw)
 
 
-def _summarize(
+def summarize(
     runner: ModeRunner,
     samples: list[tuple[float, float, float]],
     prompt: list[int],
     new_tokens: int,
     bw: float,
 ) -> DecodeStats:
+    """One mode's figures from its timed runs, each (TTFT s, decode s, reference GB/s)."""
     n = runner.tokens(new_tokens)
     ttft = statistics.median(s[0] for s in samples)
     decode = [s[1] for s in samples]
@@ -288,5 +297,6 @@ def _summarize(
     )
 
 
-def _failed(mode: str, error: str, bw: float) -> DecodeStats:
+def failed(mode: str, error: str, bw: float) -> DecodeStats:
+    """The row of a mode that could not be loaded or run."""
     return DecodeStats(mode, 0.0, 0.0, 0, 0, 0, 0, {}, bw, 0.0, 0.0, error=error)

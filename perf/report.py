@@ -64,14 +64,18 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def result_document(model: str, bandwidth: Bandwidth, stats: list[DecodeStats]) -> dict[str, Any]:
-    return {
+def result_document(
+    model: str, bandwidth: Bandwidth, stats: list[DecodeStats], gate: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``gate``: the paired-ratio intervals keyed like the baseline (see perf/gate.py), if measured."""
+    doc = {
         "schema": "chatref.perf/1",
         "model": model,
         "machine": machine_info(),
         "bandwidth": bandwidth.to_dict(),
         "modes": [s.to_dict() for s in stats],
     }
+    return {**doc, "gate": gate} if gate else doc
 
 
 def _row(m: dict[str, Any]) -> list[str]:
@@ -136,6 +140,13 @@ def write_markdown(doc: dict[str, Any], path: Path, png_name: str | None = None)
         "|" + "---|" * len(_COLUMNS),
     ]
     lines += ["| " + " | ".join(_row(m)) + " |" for m in doc["modes"]]
+    if doc.get("gate"):
+        lines += ["", "Gated ratios: median over interleaved pairs [confidence interval]", ""]
+        lines += [
+            f"- {key}: {g['estimate']:.3f} [{g['low']:.3f}, {g['high']:.3f}]"
+            f" ({g['confidence']:.0%}, {g['pairs']} pairs)"
+            for key, g in sorted(doc["gate"].items())
+        ]
     if png_name:
         lines += ["", f"![roofline]({png_name})"]
     path.write_text("\n".join(lines) + "\n")

@@ -25,6 +25,8 @@ from typing import Any
 from perf.interval import Interval, StopRule, ratio_interval, sample_ratio
 from perf.load import LevelResult, Target, Workload, run_level_sync
 
+_RULE = StopRule()
+
 __all__ = ["ScalingResult", "check_scaling", "main", "measure_scaling", "write_result"]
 
 
@@ -43,17 +45,23 @@ class ScalingResult:
 
 
 def measure_scaling(
-    target: Target, workload: Workload, *, high: int = 8, requests_per_stream: int = 1, rule: StopRule = StopRule()
+    target: Target, workload: Workload, *, high: int = 8, requests_per_stream: int = 1, rule: StopRule = _RULE
 ) -> ScalingResult:
     """Interleaved pairs of a 1-stream and a ``high``-stream level; both ratios from the same pairs."""
     result = ScalingResult(high, levels={1: [], high: []})
 
     def level(concurrency: int) -> float:
         run = run_level_sync(
-            target, workload, concurrency=concurrency, requests=concurrency * requests_per_stream, num_warmups=0
+            target,
+            workload,
+            concurrency=concurrency,
+            requests=concurrency * requests_per_stream,
+            num_warmups=0,
         )
         if run["failed"]:
-            raise RuntimeError(f"{run['failed']} request(s) failed at concurrency {concurrency}: {run['errors'][:3]}")
+            raise RuntimeError(
+                f"{run['failed']} request(s) failed at concurrency {concurrency}: {run['errors'][:3]}"
+            )
         result.levels[concurrency].append(run)
         return float(run["output_throughput"])
 
@@ -96,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m perf.server_gate RESULT BASELINE``: write the run's estimates as the baseline,
     keeping the baseline's tolerances and note."""
     p = argparse.ArgumentParser(prog="python -m perf.server_gate", description=main.__doc__)
-    p.add_argument("result", type=Path, help="server-gate.json written by perf/benchmarks/test_server_gate.py")
+    p.add_argument(
+        "result", type=Path, help="server-gate.json written by perf/benchmarks/test_server_gate.py"
+    )
     p.add_argument("baseline", type=Path)
     a = p.parse_args(argv)
     run = json.loads(a.result.read_text())

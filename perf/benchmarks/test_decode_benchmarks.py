@@ -1,9 +1,12 @@
 """CI perf benchmarks: bandwidth and every decode mode, then the ratio gate against baseline.json.
 
-One module-scoped suite loads all modes and times them round-robin with the interleaved
-reference kernel (those figures are gated); each benchmark then times its mode again through
-pytest-benchmark, with the suite's figures in ``extra_info``. Speed targets live only here.
-Environment: CHATREF_PERF_MODEL (default smollm2-135m-instruct), CHATREF_PERF_OUT (out/perf-ci).
+One module-scoped suite loads all modes and samples every gated ratio in interleaved pairs
+(perf/paired.py) until its confidence interval is narrow or its share of the time budget is
+spent; the report (perf.json/md, roofline) is built from those same runs. Each benchmark then
+times its mode again through pytest-benchmark, with the suite's figures in ``extra_info``.
+Speed targets live only here. Environment: CHATREF_PERF_MODEL (default smollm2-135m-instruct),
+CHATREF_PERF_OUT (out/perf-ci), CHATREF_PERF_BUDGET_S (seconds of pair sampling for all gated
+ratios together, default 100; a suspected regression gets up to twice its share again).
 """
 
 from __future__ import annotations
@@ -18,30 +21,46 @@ import pytest
 from perf import gate, report
 from perf.bandwidth import ReferenceKernel, measure_bandwidth
 from perf.cli import resolve_model
-from perf.decode import DEFAULT_MODES, ModeRunner, load_runners, measure, prompt_for
+from perf.decode import DEFAULT_MODES, ModeRunner, load_runners, prompt_for
+from perf.interval import StopRule
+from perf.paired import GateSampler
 from reference.loading import resolve_device
 
 BASELINE = Path(__file__).with_name("baseline.json")
 MODEL = os.environ.get("CHATREF_PERF_MODEL", "smollm2-135m-instruct")
 OUT = Path(os.environ.get("CHATREF_PERF_OUT", "out/perf-ci"))
-NEW_TOKENS, RUNS = 24, 5
+BUDGET_S = float(os.environ.get("CHATREF_PERF_BUDGET_S", "100"))
+NEW_TOKENS = 16
+
+
+def rules(keys: int) -> tuple[StopRule, StopRule]:
+    """First pass and re-measure rules, each ratio getting an equal share of the budget."""
+    share = BUDGET_S / max(keys, 1)
+    first = StopRule(min_pairs=6, max_pairs=30, target_half_width=0.05, budget_s=share)
+    again = StopRule(min_pairs=10, max_pairs=40, target_half_width=0.05, budget_s=2 * share)
+    return first, again
+
+
+Suite = tuple[dict[str, ModeRunner], dict[str, Any], GateSampler]
 
 
 @pytest.fixture(scope="module")
-def suite() -> tuple[dict[str, ModeRunner], dict[str, Any]]:
+def suite() -> Suite:
     model_id, path = resolve_model(MODEL)
     device = resolve_device("auto")
     bandwidth = measure_bandwidth(device)
     runners, errors = load_runners(path, list(DEFAULT_MODES), str(device))
-    stats = measure(
-        runners, errors, bandwidth_gbps=bandwidth.gbps, new_tokens=NEW_TOKENS, runs=RUNS, warmup=1
-    )
-    doc = report.result_document(model_id, bandwidth, stats)
+    sampler = GateSampler(runners, NEW_TOKENS, errors)
+    sampler.warm_up()
+    first, _ = rules(len(sampler.keys()))
+    baseline = json.loads(BASELINE.read_text())
+    intervals = sampler.sample_all(first, gate.lines(baseline) if baseline["model"] == model_id else None)
+    doc = report.result_document(model_id, bandwidth, sampler.stats(bandwidth.gbps), intervals)
     OUT.mkdir(parents=True, exist_ok=True)
     report.write_json(doc, OUT / "perf.json")
     report.write_roofline(doc, OUT / "roofline.png")
     report.write_markdown(doc, OUT / "perf.md", "roofline.png")
-    return runners, doc
+    return runners, doc, sampler
 
 
 def test_bandwidth(benchmark: Any) -> None:
@@ -51,8 +70,8 @@ def test_bandwidth(benchmark: Any) -> None:
 
 
 @pytest.mark.parametrize("mode", DEFAULT_MODES)
-def test_decode(benchmark: Any, suite: tuple[dict[str, ModeRunner], dict[str, Any]], mode: str) -> None:
-    runners, doc = suite
+def test_decode(benchmark: Any, suite: Suite, mode: str) -> None:
+    runners, doc, _ = suite
     row = next(m for m in doc["modes"] if m["mode"] == mode)
     if row.get("error"):
         pytest.fail(f"mode {mode} failed: {row['error']}")
@@ -62,17 +81,21 @@ def test_decode(benchmark: Any, suite: tuple[dict[str, ModeRunner], dict[str, An
     keys = ["tokens_per_s", "best_tokens_per_s", "ttft_s", "bytes_per_token", "mbu", "mbu_ref"]
     keys += ["speedup", "speedup_best", "acceptance"]
     benchmark.extra_info.update({k: row[k] for k in keys})
+    for key, figures in doc.get("gate", {}).items():
+        if key.endswith(f":{mode}"):
+            benchmark.extra_info[key] = figures
 
 
-def test_gate(suite: tuple[dict[str, ModeRunner], dict[str, Any]]) -> None:
-    """Same-run ratios against the committed baseline (refresh: see perf/gate.py)."""
-    _, doc = suite
+def test_gate(suite: Suite) -> None:
+    """Same-run ratio intervals against the committed baseline (refresh: see perf/gate.py)."""
+    _, doc, sampler = suite
     baseline = json.loads(BASELINE.read_text())
     if (
         bool(baseline["machine"].get("gpu")) != bool(doc["machine"].get("gpu"))
         or baseline["model"] != doc["model"]
     ):
         pytest.skip(f"baseline is for {baseline['model']} on {baseline['machine']}; this run differs")
-    outcome = gate.check(doc, baseline)
+    _, again = rules(len(sampler.keys()))
+    outcome = gate.check(doc, baseline, remeasure=lambda key: sampler.sample(key, again))
     print(outcome.message())
     assert outcome.ok, outcome.message()
