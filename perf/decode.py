@@ -1,9 +1,10 @@
 """Timed decoding per serving mode: TTFT, decode tokens/s, bytes/token and MBU.
 
 Owns the mode table (plain, quantized, speculative), loading each through the server's own
-``reference.loading`` and timing the engine's own steps (``reference.engine.steps``) or
-speculative loop, interleaved round-robin with a bandwidth reference kernel so co-tenant
-drift cancels in ratios. Knows nothing of how results are printed or gated.
+``reference.loading`` and timing the code the server runs: plain decode steps on the engine's
+``ModelRunner`` and its slot KV memory, and speculative decoding through the engine's one
+``verify_step`` (``speculative_generate`` drives it on one slot). Knows nothing of how results
+are printed or gated; the gate's pairing of runs is :mod:`perf.paired`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from perf.accounting import ByteAccount, account
 from perf.bandwidth import ReferenceKernel
+from reference.engine.runner import ModelRunner
 from reference.engine.speculative import (
     DraftModelProposer,
     PromptLookupProposer,
@@ -26,7 +28,6 @@ from reference.engine.speculative import (
     SpeculativeStats,
     speculative_generate,
 )
-from reference.engine.steps import decode_one_token, prefill
 from reference.loading import LoadedModel, LoadMode, load_model
 
 __all__ = [
@@ -141,6 +142,11 @@ def _sync(model: Any) -> None:
         torch.cuda.synchronize(model.device)
 
 
+def decode_one_token(runner: ModelRunner, token: int, position: int) -> torch.Tensor:
+    """One plain decode step on the server's own runner (slot 0): the next logits [vocab]."""
+    return runner.decode([0], [token], [position])[0]
+
+
 class ModeRunner:
     """One loaded mode; ``run`` decodes ``n`` tokens and returns (ttft s, decode s)."""
 
@@ -153,18 +159,19 @@ class ModeRunner:
             self.draft = load_model(path, _with_device(spec.draft_load, device))
             self.load_seconds += self.draft.load_seconds
         self.stats = SpeculativeStats()
+        # the server's runner and KV slots (one here); its memory grows to the longest run once
+        self.runner = ModelRunner(self.loaded.model, slots=1, capacity=self.loaded.context_length)
 
     def run(self, prompt: list[int], n: int) -> tuple[float, float]:
         model = self.loaded.model
         _sync(model)
         t0 = time.perf_counter()
         if self.spec.speculative.kind == "none":
-            logits, cache = prefill(model, prompt)
-            token = int(torch.argmax(logits))
+            token = int(torch.argmax(self.runner.prefill(0, prompt, 0)))
             _sync(model)
             t1 = time.perf_counter()
-            for _ in range(n - 1):
-                token = int(torch.argmax(decode_one_token(model, token, cache)))
+            for i in range(n - 1):
+                token = int(torch.argmax(decode_one_token(self.runner, token, len(prompt) + i)))
         else:
             stream = speculative_generate(
                 model,

@@ -165,10 +165,10 @@ def test_gate_fails_on_a_deliberately_slowed_decode(tiny_path: Path, monkeypatch
     baseline = {"model": "tiny", "ratios": {"speedup:int8": doc["gate"]["speedup:int8"]["estimate"]}}
     real_step = perf.decode.decode_one_token
 
-    def slowed(model: Any, token_id: int, cache: Any) -> Any:
+    def slowed(runner: Any, token_id: int, position: int) -> Any:
         start = time.perf_counter()
-        out = real_step(model, token_id, cache)
-        if isinstance(model.lm_head, Int8Linear):
+        out = real_step(runner, token_id, position)
+        if isinstance(runner.model.lm_head, Int8Linear):
             # 20x the step's own wall time: -95% however busy the machine is, past the busy line
             time.sleep(19 * (time.perf_counter() - start))
         return out
