@@ -151,7 +151,7 @@ def _one(i: int, kind: str, rng: random.Random, model: str, max_tokens: int, wor
 
 
 def _dump(body: dict[str, Any], stream: bool) -> bytes:
-    return json.dumps({**body, "stream": True} if stream else body).encode()
+    return json.dumps({"stream": True, **body} if stream else body).encode()  # a wrong "stream" stays
 
 
 def normal_request(index: int, model: str, max_tokens: int, stream: bool = False) -> PlannedRequest:

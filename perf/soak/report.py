@@ -20,7 +20,7 @@ from typing import Any
 
 from perf.soak.client import Outcome
 from perf.soak.mix import KINDS, PlannedRequest
-from perf.soak.runner import LATER_WAIT, SoakRun
+from perf.soak.runner import SoakRun
 
 __all__ = [
     "HARD_COUNTERS",
@@ -129,6 +129,7 @@ def soak_document(
         },
         "live_sequences_after": _known(run.live_after),
         "live_sequences_later": run.live_later,
+        "live_watch_s": run.later_wait,
         "settle_s": run.settle,
         "engines_after": (run.health_after or {}).get("engines"),
         "server_answers": run.final.result == "complete",
@@ -152,7 +153,7 @@ def summary_rows(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
     c = doc["counts"]
     rows = [(name.replace("_", " "), str(c[name]), _verdict(c[name] > 0)) for name in HARD_COUNTERS]
     live, later = doc["live_sequences_after"], doc.get("live_sequences_later")
-    drained = "" if later is None else f" (then {later}, watched up to {LATER_WAIT:g} s more)"
+    drained = "" if later is None else f" (then {later}, watched up to {doc['live_watch_s']:g} s more)"
     answers, rss = doc["server_answers"], doc["rss_kb"]
     no_retry, leaked = c["rate_limited_without_retry_after"], live not in (0, "unknown")
     rows += [

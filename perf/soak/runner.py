@@ -49,7 +49,8 @@ class SoakRun:
     rss_trace_kb: list[tuple[int, int]]  # (requests done, VmRSS) every tenth of the plan: leak or plateau?
     settle: float
     live_after: int | None
-    live_later: int | None  # only when live_after > 0: the count LATER_WAIT s on (slow, or leaked?)
+    live_later: int | None  # only when live_after > 0: the count up to later_wait s on (slow, or leaked?)
+    later_wait: float
     health_after: dict[str, Any] | None
     final: Outcome
     not_started: int = 0  # requests of the plan left out when the window closed
@@ -89,8 +90,8 @@ def live_sequences(health: dict[str, Any] | None) -> int | None:
     return sum(models.values())
 
 
-async def _live_later(client: httpx.AsyncClient, target: Target) -> int | None:
-    deadline, live = time.monotonic() + LATER_WAIT, None
+async def _live_later(client: httpx.AsyncClient, target: Target, wait: float) -> int | None:
+    deadline, live = time.monotonic() + wait, None
     while time.monotonic() < deadline:
         await asyncio.sleep(0.5)
         live = live_sequences(await _health(client, target))
@@ -109,6 +110,7 @@ async def run_soak(
     warmups: int = 2,
     max_tokens: int = 32,
     window: float = MAX_DURATION,
+    later_wait: float = LATER_WAIT,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> SoakRun:
     """Send ``plan`` with ``concurrency`` workers, each taking the next request when its last ends."""
@@ -143,7 +145,7 @@ async def run_soak(
         await asyncio.sleep(settle)  # cancelled work must have landed by now
         health = await _health(client, target)
         live = live_sequences(health)
-        later = await _live_later(client, target) if live else None
+        later = await _live_later(client, target, later_wait) if live else None
         rss_after = rss_kb(pid)
         final = await send_planned(client, target, normal_request(len(plan), target.model, max_tokens))
     outcomes.sort(key=lambda o: o.index)
@@ -158,6 +160,7 @@ async def run_soak(
         settle=settle,
         live_after=live,
         live_later=later,
+        later_wait=later_wait,
         health_after=health,
         final=final,
         not_started=len(plan) - len(outcomes),
