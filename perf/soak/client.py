@@ -85,7 +85,6 @@ async def _read_error(r: httpx.Response, out: Outcome) -> None:
     except ValueError:
         doc = None
     out.result = "rejected"
-    out.retry_after = r.headers.get("retry-after")
     _note_error(out, doc, text)
 
 
@@ -133,6 +132,7 @@ async def _exchange(client: httpx.AsyncClient, target: Target, req: PlannedReque
     headers = {"Content-Type": "application/json", **target.headers()}
     async with client.stream("POST", target.chat_url, content=req.body, headers=headers) as r:
         out.status = r.status_code
+        out.retry_after = r.headers.get("retry-after")  # now: a give-up may come before the body
         if r.status_code != 200:
             await _read_error(r, out)
         elif r.headers.get("content-type", "").startswith("text/event-stream"):

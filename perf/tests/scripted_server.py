@@ -138,7 +138,8 @@ class ScriptedServer:
         s = self.script
         if s.status != 200 and (s.fail_every == 0 or number % s.fail_every == 0):
             error = {"message": f"scripted failure {s.status}", "type": "scripted", "code": s.status}
-            await _json(send, s.status, {"error": error} if s.error_body is None else s.error_body)
+            retry = [(b"retry-after", b"1")] if s.status == 429 else []  # as a full queue answers
+            await _json(send, s.status, {"error": error} if s.error_body is None else s.error_body, retry)
             return
         headers = [(b"content-type", b"text/event-stream"), (b"server", b"scripted/1")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -195,8 +196,10 @@ class _Events:
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _json(send: Send, status: int, obj: dict[str, Any] | str) -> None:
+async def _json(
+    send: Send, status: int, obj: dict[str, Any] | str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     body = obj.encode() if isinstance(obj, str) else json.dumps(obj).encode()
-    headers = [(b"content-type", b"application/json"), (b"server", b"scripted/1")]
+    headers = [(b"content-type", b"application/json"), (b"server", b"scripted/1"), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
