@@ -55,7 +55,7 @@ class PlannedRequest:
     kind: str
     body: bytes
     stream: bool = False  # the body asks for SSE (the answer is SSE only with status 200)
-    disconnect_after: int | None = None  # stream_disconnect: content chunks read, then hang up
+    disconnect_after: int | None = None  # stream_disconnect: chunks with choices read, then hang up
     cancel_after: float | None = None  # json_cancel: seconds, then give up (closing the connection)
     expect_status: int = 200
     expect_code: str | None = None  # error.code a correct server sends, where one is fixed
