@@ -4,7 +4,8 @@ Loaded in every pytest run of an environment where chatref is installed (entry p
 ``pytest11``), so it is inert unless conformance tests are collected: it registers options
 and a marker, and does nothing else until a test carrying ``@pytest.mark.conformance`` runs.
 Owns option parsing, the session ``conformance_target`` fixture (an external server or the
-self-started reference server) and the report. Knows nothing about individual checks.
+self-started reference server), the session's schemathesis figures and the report. Knows
+nothing about individual checks.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import httpx
 import pytest
 
 from conformance.client import Target
+from conformance.fuzz import Figures
 from conformance.report import Report
 
 __all__ = [
+    "conformance_figures",
     "conformance_target",
     "pytest_addoption",
     "pytest_collection_modifyitems",
@@ -31,6 +34,8 @@ __all__ = [
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPORT_KEY = pytest.StashKey[Report]()
+FIGURES_KEY = pytest.StashKey[Figures]()
+FUZZ_SECONDS_PER_CASE = 2.0  # pytest-timeout of a fuzzing test: this much per example, at least
 OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
     (
         "--conformance-base-url",
@@ -110,6 +115,17 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         },
     ),
     (
+        "--conformance-fuzz-examples",
+        None,
+        {
+            "default": 0,
+            "type": int,
+            "metavar": "N",
+            "help": "fuzzing: N schemathesis examples per mode on createChatCompletion, every case sent "
+            "and counted even after failures (default: 0, off: --conformance-max-examples, stop at 3)",
+        },
+    ),
+    (
         "--conformance-startup-timeout",
         None,
         {
@@ -142,6 +158,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance(feature): a conformance check of the named feature")
     config.stash[REPORT_KEY] = Report()
+    config.stash[FIGURES_KEY] = Figures()
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -165,6 +182,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not config.pluginmanager.hasplugin("timeout"):
         return
     limit = max(120.0, 5 * float(config.getoption("conformance_timeout")))
+    limit = max(limit, FUZZ_SECONDS_PER_CASE * int(config.getoption("conformance_fuzz_examples")))
     for item in items:
         if _feature(item) and item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(limit))
@@ -205,6 +223,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         (getattr(terminalreporter, "_tw", None) and terminalreporter._tw.fullwidth) or 120
     ):
         terminalreporter.write_line(line)
+    figures = config.stash.get(FIGURES_KEY, None)
+    if figures is not None and figures.runs:
+        report.figures = figures
+        terminalreporter.section("schemathesis figures")
+        for line in figures.table_lines():
+            terminalreporter.write_line(line)
     path = config.getoption("conformance_report")
     if path:
         md, js = report.write(Path(path))
@@ -219,6 +243,12 @@ def _first_model(base_url: str, api_key: str | None, timeout: float) -> str:
     if not data:
         raise RuntimeError(f"GET {base_url}/models lists no model; pass --model")
     return str(data[0]["id"])
+
+
+@pytest.fixture(scope="session")
+def conformance_figures(request: pytest.FixtureRequest) -> Figures:
+    """Where the schemathesis runs tally their cases (printed and reported at the end)."""
+    return request.config.stash[FIGURES_KEY]
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance.fuzz import Figures
+
 __all__ = ["Outcome", "Report"]
 
 
@@ -45,6 +47,7 @@ class FeatureRow:
 class Report:
     target: dict[str, Any] = field(default_factory=dict)
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    figures: Figures | None = None  # the schemathesis runs' cases, when any ran
 
     def record(self, nodeid: str, feature: str, outcome: str, reason: str = "") -> None:
         prev = self.outcomes.get(nodeid)
@@ -121,6 +124,8 @@ class Report:
         for o in self.outcomes.values():
             if o.outcome in ("fail", "unsupported"):
                 out.append(f"- **{o.outcome}** `{o.nodeid}`: {o.reason.replace('|', '/')}")
+        if self.figures is not None:
+            out += ["", *self.figures.markdown()]
         return "\n".join(out) + "\n"
 
     def to_json(self) -> dict[str, Any]:
@@ -129,6 +134,7 @@ class Report:
             "totals": self.totals(),
             "features": [asdict(r) | {"status": r.status} for r in self.rows()],
             "checks": [asdict(o) for o in self.outcomes.values()],
+            **({"schemathesis": self.figures.to_json()} if self.figures is not None else {}),
         }
 
     def write(self, path: Path) -> tuple[Path, Path]:

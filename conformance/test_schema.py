@@ -2,7 +2,9 @@
 
 Owns the bounded property-based runs (examples per operation, no deadline, derandomized),
 the hook pinning ``model`` and a small ``max_tokens``, and the SSE deserializer so streamed
-bodies are validated as ``[DONE]`` or chunks. Knows nothing about hand-written checks.
+bodies are validated as ``[DONE]`` or chunks. Every case sent is tallied in the session's
+figures; with ``--conformance-fuzz-examples N`` the chat runs take N examples and keep sending
+after failures, so the figures count them all. Knows nothing about hand-written checks.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from schemathesis.core.result import Err
 from conformance.api import Api
 from conformance.checks import ConformanceError
 from conformance.client import parse_sse
+from conformance.fuzz import Figures, RunFigures
 from conformance.openapi import official_document, sdk_document
 
 pytestmark = pytest.mark.conformance("schemathesis")
@@ -76,7 +79,19 @@ def pin(body: Any, model: str) -> None:
         body["n"] = 2
 
 
-def _run(api: Api, doc: dict[str, Any], operation_id: str, mode: GenerationMode, examples: int) -> None:
+STOP_AFTER = 3  # failures that end a bounded run (enough evidence)
+FUZZ_STOP_AFTER = 25  # cases without any response that end a fuzzing run (the server is gone)
+
+
+def _run(
+    api: Api,
+    doc: dict[str, Any],
+    operation_id: str,
+    mode: GenerationMode,
+    examples: int,
+    figures: RunFigures,
+    fuzz: bool = False,
+) -> None:
     schema = schemathesis.openapi.from_dict(doc)
     ops = [r.ok() for r in schema.get_all_operations() if not isinstance(r, Err)]
     op = next(o for o in ops if o.definition.raw.get("operationId") == operation_id)
@@ -98,18 +113,21 @@ def _run(api: Api, doc: dict[str, Any], operation_id: str, mode: GenerationMode,
             pin(case.body, api.target.model)
         elif operation_id == "retrieveModel" and mode == GenerationMode.POSITIVE:
             case.path_parameters = {"model": api.target.model}
-        if len(failures) >= 3:  # enough evidence; keep the run bounded
-            return
+        if (not fuzz and len(failures) >= STOP_AFTER) or figures.counts["no_response"] >= FUZZ_STOP_AFTER:
+            return  # keep the run bounded
+        status, body = None, b""
+        where = f"{case.method} {case.path} body={json.dumps(case.body, default=str)[:120]}"
         try:
             response = case.call(
                 base_url=api.target.base_url, headers=headers, timeout=min(api.target.timeout, 30)
             )
+            status, body = response.status_code, response.content
             case.validate_response(response, checks=checks)
         except (Exception, BaseExceptionGroup) as e:  # collect, keep generating: the report shows the first
-            first = " ".join(str(e).split())[:220]
-            failures.append(
-                f"{case.method} {case.path} body={json.dumps(case.body, default=str)[:120]}: {first}"
-            )
+            figures.record(status, e, where, body)
+            failures.append(f"{where}: {' '.join(str(e).split())[:220]}")
+        else:
+            figures.record(status, None, body=body)
 
     run()
     if failures:
@@ -126,20 +144,37 @@ SDK_RUNS = [
 ]
 
 
+def _examples(request: pytest.FixtureRequest) -> tuple[int, bool]:
+    """Examples per chat run, and whether this is a fuzzing run (every case sent and counted)."""
+    fuzz = int(request.config.getoption("conformance_fuzz_examples"))
+    return (fuzz, True) if fuzz > 0 else (int(request.config.getoption("conformance_max_examples")), False)
+
+
 @pytest.mark.parametrize(
     ("operation", "mode"), [pytest.param(o, m, id=f"{o}-{m.value}") for o, m in SDK_RUNS]
 )
-def test_sdk_schema(api: Api, request: pytest.FixtureRequest, operation: str, mode: GenerationMode) -> None:
-    examples = int(request.config.getoption("conformance_max_examples"))
-    _run(api, sdk_document(), operation, mode, examples if operation == "createChatCompletion" else 5)
+def test_sdk_schema(
+    api: Api,
+    request: pytest.FixtureRequest,
+    conformance_figures: Figures,
+    operation: str,
+    mode: GenerationMode,
+) -> None:
+    examples, fuzz = _examples(request)
+    chat = operation == "createChatCompletion"
+    figures = conformance_figures.start("sdk", operation, mode.value)
+    _run(api, sdk_document(), operation, mode, examples if chat else 5, figures, fuzz and chat)
 
 
 @pytest.mark.parametrize(
     "mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=["positive", "negative"]
 )
-def test_official_schema(api: Api, request: pytest.FixtureRequest, mode: GenerationMode) -> None:
+def test_official_schema(
+    api: Api, request: pytest.FixtureRequest, conformance_figures: Figures, mode: GenerationMode
+) -> None:
     spec = request.config.getoption("conformance_openapi_spec")
     if not spec:
         pytest.skip("no --openapi-spec given")
-    examples = int(request.config.getoption("conformance_max_examples"))
-    _run(api, official_document(Path(spec)), "createChatCompletion", mode, examples)
+    examples, fuzz = _examples(request)
+    figures = conformance_figures.start("official", "createChatCompletion", mode.value)
+    _run(api, official_document(Path(spec)), "createChatCompletion", mode, examples, figures, fuzz)

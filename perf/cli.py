@@ -2,7 +2,8 @@
 
 Owns argument parsing and the order of a run (bandwidth first, then modes round-robin, then
 reports and an optional gate), and hands ``perf load`` / ``perf load-report`` to
-:mod:`perf.load.cli` (imported only then). Knows nothing of HTTP; the server CLI dispatches here.
+:mod:`perf.load.cli` and ``perf soak`` to :mod:`perf.soak.cli` (imported only then). Knows
+nothing of HTTP; the server CLI dispatches here.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chatref perf",
         description="Decode tokens/s against the bandwidth roofline.",
-        epilog="Server load benchmark: chatref perf load --help; chatref perf load-report --help",
+        epilog="Server load benchmark: chatref perf load --help; chatref perf load-report --help. "
+        "Soak (reliability under abuse): chatref perf soak --help",
     )
     p.add_argument("--model", default="smollm2-135m-instruct", help="preset id/alias or model directory")
     p.add_argument(
@@ -107,6 +109,10 @@ def main(argv: list[str]) -> int:
         from perf.load.cli import report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["soak"]:
+        from perf.soak.cli import main as soak
+
+        return soak(argv[1:])
     from perf import gate
 
     args = _parser().parse_args(argv)

@@ -129,6 +129,20 @@ def test_schemathesis_catches_server_errors(pytester: pytest.Pytester, fake: Fak
     assert "test_sdk_schema[createChatCompletion-negative]" in failed
 
 
+def test_fuzzing_counts_every_case(pytester: pytest.Pytester, fake: FakeServer) -> None:
+    """With --conformance-fuzz-examples the run keeps sending after failures and reports figures."""
+    argv = ["-k", "test_sdk_schema and negative", "--conformance-fuzz-examples", "12"]
+    failed, _, result = run_suite(pytester, fake.url("error_500"), *argv)
+    assert failed == {"test_sdk_schema[createChatCompletion-negative]"}
+    figures = json.loads((pytester.path / "report.json").read_text())["schemathesis"]
+    (run,) = figures["runs"]
+    assert run["run"] == "sdk createChatCompletion negative" and run["cases"] == 12
+    assert run["server_errors"] == run["statuses"].get("500", 0) > 3  # past the bounded run's stop at 3
+    assert figures["totals"]["server_errors"] == run["server_errors"] and run["examples"]["server_errors"]
+    assert any(line.startswith("sdk createChatCompletion negative") for line in result.outlines)
+    assert "## schemathesis figures" in (pytester.path / "report.md").read_text()
+
+
 def test_unsupported_is_not_failure(pytester: pytest.Pytester, fake: FakeServer) -> None:
     """A server refusing tools with a 400 envelope is reported unsupported, not failed."""
     failed, _, _ = run_suite(pytester, fake.url("refuse_tools"), "-k", "test_tools")

@@ -22,6 +22,7 @@ from conformance.client import parse_sse
 
 __all__ = [
     "ERROR_BODY_LIMIT",
+    "EventCutter",
     "RequestRecord",
     "Target",
     "carries_token",
@@ -91,8 +92,8 @@ def carries_token(chunk: dict[str, Any]) -> bool:
     return False
 
 
-class _EventCutter:
-    """Feeds text in, hands back the data of every complete SSE event so far."""
+class EventCutter:
+    """Feeds text in, hands back the data of every complete SSE event so far (also used by the soak)."""
 
     def __init__(self) -> None:
         self._pending = ""
@@ -141,7 +142,7 @@ def _failed(record: RequestRecord, status: int | None, error: str) -> RequestRec
 
 
 async def _read_stream(response: httpx.Response, record: RequestRecord) -> RequestRecord:
-    cutter, last_token = _EventCutter(), record.sent_at
+    cutter, last_token = EventCutter(), record.sent_at
     async for text in response.aiter_text():
         now = time.perf_counter()  # one stamp per network read: events in it arrived together
         for data in cutter.feed(text):

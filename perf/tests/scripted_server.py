@@ -3,9 +3,11 @@
 Owns a raw ASGI app served by real uvicorn on 127.0.0.1 (a free port, a background thread). Each
 streamed chat completion follows :class:`Script`: an optional role-only chunk at once, a sleep,
 content chunks separated by fixed gaps, a finish chunk, an optional usage chunk after a further
-delay, ``[DONE]``. It can answer with an HTTP error, break off with an error event, send events
-in fragments with CRLF line ends, and it counts the most requests it had in flight at once.
-Knows nothing of the benchmark's code.
+delay, ``[DONE]``. It can answer with an HTTP error (OpenAI's envelope or any body), break off
+with an error event, end a stream without ``[DONE]``, drop the connection mid-stream, send events
+in fragments with CRLF line ends, report live sequences on ``/health``, and it counts the most
+requests it had in flight at once. A body that is not JSON gets a 400 envelope. Knows nothing of
+the benchmark's or the soak's code.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class Script:
     fail_every: int = 0  # with status != 200: only every n-th request fails (1-based); 0: all
     error_after: int | None = None  # content chunks, then an error event and the end
     fragment: bool = False  # each event in two writes with CRLF line ends
+    done: bool = True  # end the stream with data: [DONE]
+    error_body: str | None = None  # with status != 200: this body instead of the error envelope
+    abort_after: int | None = None  # content chunks, then the connection breaks (no chunked end)
+    live_sequences: int | None = None  # /health "models": {"scripted": n}; None: /health has no models
 
 
 @dataclass
@@ -102,6 +108,11 @@ class ScriptedServer:
         if scope["path"] == "/v1/models":
             await _json(send, 200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]})
             return
+        if scope["path"] == "/health":
+            live = self.script.live_sequences
+            models = {} if live is None else {"models": {"scripted": live}}
+            await _json(send, 200, {"status": "ok", **models})
+            return
         body = b""
         while True:
             message = await receive()
@@ -113,7 +124,13 @@ class ScriptedServer:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await self._answer(send, json.loads(body), number)
+            try:
+                request = json.loads(body)
+            except ValueError:
+                error = {"message": "not JSON", "type": "invalid_request_error", "param": None, "code": None}
+                await _json(send, 400, {"error": error})
+                return
+            await self._answer(send, request if isinstance(request, dict) else {}, number)
         finally:
             self.in_flight -= 1
 
@@ -121,7 +138,8 @@ class ScriptedServer:
         s = self.script
         if s.status != 200 and (s.fail_every == 0 or number % s.fail_every == 0):
             error = {"message": f"scripted failure {s.status}", "type": "scripted", "code": s.status}
-            await _json(send, s.status, {"error": error})
+            retry = [(b"retry-after", b"1")] if s.status == 429 else []  # as a full queue answers
+            await _json(send, s.status, {"error": error} if s.error_body is None else s.error_body, retry)
             return
         headers = [(b"content-type", b"text/event-stream"), (b"server", b"scripted/1")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -130,6 +148,8 @@ class ScriptedServer:
             await event.chunk({"role": "assistant", "content": ""})
         await asyncio.sleep(s.first_delay)
         for k in range(s.chunks):
+            if s.abort_after is not None and k == s.abort_after:
+                raise ConnectionAbortedError("scripted: the connection breaks mid-stream")
             if s.error_after is not None and k == s.error_after:
                 await event.data({"error": {"message": "scripted mid-stream failure", "type": "scripted"}})
                 await event.end()
@@ -142,7 +162,8 @@ class ScriptedServer:
             await asyncio.sleep(s.usage_delay)
             usage = {"prompt_tokens": s.prompt_tokens, "completion_tokens": s.usage_tokens}
             await event.data({"object": "chat.completion.chunk", "choices": [], "usage": usage})
-        await event.raw("[DONE]")
+        if s.done:
+            await event.raw("[DONE]")
         await event.end()
 
 
@@ -175,8 +196,10 @@ class _Events:
         await self.send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _json(send: Send, status: int, obj: dict[str, Any]) -> None:
-    body = json.dumps(obj).encode()
-    headers = [(b"content-type", b"application/json"), (b"server", b"scripted/1")]
+async def _json(
+    send: Send, status: int, obj: dict[str, Any] | str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = obj.encode() if isinstance(obj, str) else json.dumps(obj).encode()
+    headers = [(b"content-type", b"application/json"), (b"server", b"scripted/1"), *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -10,7 +10,8 @@ USAGE = """usage: chatref {serve,chat,perf,models} ...
 
   serve   run the OpenAI-compatible reference server (default model: smollm2-135m-instruct)
   chat    interactive terminal chat against the reference server or any OpenAI-compatible server
-  perf    decode tokens/s against the memory-bandwidth roofline; `perf load`: server load benchmark
+  perf    decode tokens/s against the memory-bandwidth roofline; `perf load`: server load benchmark;
+          `perf soak`: reliability soak (valid, abandoned and invalid requests)
   models  list the built-in model presets, or fetch them into the cache
 """
 
