@@ -134,6 +134,7 @@ class Registry:
                 "kv_usage": round(e.kv_usage, 4),
                 "prefix_cache_queries": e.stats.prefix_queries,
                 "prefix_cache_hits": e.stats.prefix_hits,
+                "worker_restarts": e.stats.worker_restarts,
             }
         return out
 

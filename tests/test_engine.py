@@ -212,3 +212,32 @@ def test_kv_budget_caps_a_sequence(make_engine: Any) -> None:
         return await tokens(engine.submit(prompt(1, 20), SamplingParams(max_new_tokens=50, temperature=0.0)))
 
     assert len(run(main())) == 12  # prompt + output stop at the slot's 32 positions
+
+
+def test_a_failing_round_fails_everyone_in_flight_and_the_worker_serves_on(
+    make_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = make_engine(max_running=4)
+    real = engine._scheduler.schedule
+    calls = {"n": 0}
+
+    def broken_once() -> Round:
+        calls["n"] += 1
+        if calls["n"] == 2:  # after the first round: both sequences are in flight
+            raise RuntimeError("injected scheduler fault")
+        return real()
+
+    monkeypatch.setattr(engine._scheduler, "schedule", broken_once)
+
+    async def events(handle: SequenceHandle) -> list[object]:
+        return [ev async for ev in handle]
+
+    async def main() -> tuple[list[list[object]], list[int]]:
+        hit = await asyncio.gather(*(events(engine.submit(prompt(i), GREEDY)) for i in range(2)))
+        return list(hit), await tokens(engine.submit(prompt(7), GREEDY))
+
+    hit, after = run(main())
+    for evs in hit:
+        assert isinstance(evs[-1], EngineFailure) and "injected scheduler fault" in evs[-1].message
+    assert len(after) == GREEDY.max_new_tokens and engine.stats.worker_restarts == 1
+    assert engine.live == 0

@@ -50,6 +50,7 @@ class EngineStats:
     draft_accepted: int = 0  # of those, tokens the model agreed with
     prefix_queries: int = 0  # prompt tokens looked up in the prefix cache
     prefix_hits: int = 0  # of those, tokens reused
+    worker_restarts: int = 0  # rounds that failed outside a forward (every sequence in flight failed)
 
 
 class Engine:
@@ -169,25 +170,38 @@ class Engine:
     # -- the worker thread ----------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closed and not (self._scheduler.waiting or self._scheduler.running):
-                    self._cv.wait()
-                if self._closed:
-                    for seq in [*self._scheduler.waiting, *self._scheduler.running]:
-                        self._end(seq)
-                    return
-                for seq in self._scheduler.drop_cancelled():
-                    seq.handle.close()
-                plan = self._scheduler.schedule()
-                for seq, a in plan.admitted:
-                    seq.handle.cached_tokens = a.reused
-                    self.stats.prefix_queries += len(seq.prompt_ids)
-                    self.stats.prefix_hits += a.reused
-            admitted = [seq for seq, _ in plan.admitted]
-            self._guarded(admitted, functools.partial(self._copy_prefixes, plan))
-            if plan:
-                self._step(plan)
+        while not self._closed:
+            try:
+                self._round()
+            except Exception as exc:  # a bug outside a forward: fail everyone in flight, keep serving
+                log.exception("engine round failed; failing every queued and running sequence")
+                with self._cv:
+                    self.stats.worker_restarts += 1
+                    doomed = [*self._scheduler.waiting, *self._scheduler.running]
+                for seq in doomed:
+                    seq.handle.post(EngineFailure(f"engine failure: {type(exc).__name__}: {exc}"))
+                    self._end(seq, keep=False)
+        with self._cv:
+            for seq in [*self._scheduler.waiting, *self._scheduler.running]:
+                self._end(seq)
+
+    def _round(self) -> None:
+        with self._cv:
+            while not self._closed and not (self._scheduler.waiting or self._scheduler.running):
+                self._cv.wait()
+            if self._closed:
+                return
+            for seq in self._scheduler.drop_cancelled():
+                seq.handle.close()
+            plan = self._scheduler.schedule()
+            for seq, a in plan.admitted:
+                seq.handle.cached_tokens = a.reused
+                self.stats.prefix_queries += len(seq.prompt_ids)
+                self.stats.prefix_hits += a.reused
+        admitted = [seq for seq, _ in plan.admitted]
+        self._guarded(admitted, functools.partial(self._copy_prefixes, plan))
+        if plan:
+            self._step(plan)
 
     def _copy_prefixes(self, plan: Round) -> None:
         for _, a in plan.admitted:
