@@ -2,7 +2,7 @@
 
 Owns the statistics of the perf gate and nothing else: it knows nothing of models, decoding,
 HTTP, baselines or tolerances. A figure is whatever a callable returns (tokens/s, requests/s,
-GB/s); higher is better only in the sense that the ratio is ``a() / b()``.
+GB/s), and the ratio is always ``a() / b()``.
 
 **Pairs.** :func:`sample_ratio` calls ``b`` (the reference side) and ``a`` back to back, in the
 order B A, A B, B A, ... so that each pair is adjacent in time and a linear drift of the machine
@@ -25,8 +25,8 @@ interval is unbounded, ``[0, inf]``: too few pairs can never prove a regression.
 **Stopping rule.** Sample at least ``min_pairs``; then stop as soon as the half-width is at most
 ``target_half_width``, or the caller's ``decided(interval)`` says the answer is already clear,
 or ``max_pairs`` pairs or ``budget_s`` seconds are spent (the interval is then simply wider).
-Stopping early on ``decided`` only ever ends sampling on an outcome the caller accepts; checking
-the width between pairs does not bias where the interval lies.
+Stopping on ``decided`` can only end sampling on an outcome the caller accepts; the width test
+looks at the spread alone, never at which side of a line the interval lies.
 """
 
 from __future__ import annotations
