@@ -6,7 +6,8 @@ spent; the report (perf.json/md, roofline) is built from those same runs. Each b
 times its mode again through pytest-benchmark, with the suite's figures in ``extra_info``.
 Speed targets live only here. Environment: CHATREF_PERF_MODEL (default smollm2-135m-instruct),
 CHATREF_PERF_OUT (out/perf-ci), CHATREF_PERF_BUDGET_S (seconds of pair sampling for all gated
-ratios together, default 100; a suspected regression gets up to twice its share again).
+ratios together, default 60; a suspected regression gets up to twice its share again),
+CHATREF_PERF_MODES (default: fp32 bf16 int8 prompt-lookup).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from perf import gate, report
 from perf.bandwidth import ReferenceKernel, measure_bandwidth
 from perf.cli import resolve_model
-from perf.decode import DEFAULT_MODES, ModeRunner, load_runners, prompt_for
+from perf.decode import ModeRunner, load_runners, prompt_for
 from perf.interval import StopRule
 from perf.paired import GateSampler
 from reference.loading import resolve_device
@@ -29,7 +30,10 @@ from reference.loading import resolve_device
 BASELINE = Path(__file__).with_name("baseline.json")
 MODEL = os.environ.get("CHATREF_PERF_MODEL", "smollm2-135m-instruct")
 OUT = Path(os.environ.get("CHATREF_PERF_OUT", "out/perf-ci"))
-BUDGET_S = float(os.environ.get("CHATREF_PERF_BUDGET_S", "100"))
+BUDGET_S = float(os.environ.get("CHATREF_PERF_BUDGET_S", "60"))
+# The fast paths CI gates; bitsandbytes and the draft model are measured by `chatref perf`
+# (slow here, and contention moves them most: see baseline.json's note).
+MODES = tuple(os.environ.get("CHATREF_PERF_MODES", "fp32 bf16 int8 prompt-lookup").split())
 NEW_TOKENS = 16
 
 
@@ -49,7 +53,7 @@ def suite() -> Suite:
     model_id, path = resolve_model(MODEL)
     device = resolve_device("auto")
     bandwidth = measure_bandwidth(device)
-    runners, errors = load_runners(path, list(DEFAULT_MODES), str(device))
+    runners, errors = load_runners(path, list(MODES), str(device))
     sampler = GateSampler(runners, NEW_TOKENS, errors)
     sampler.warm_up()
     first, _ = rules(len(sampler.keys()))
@@ -69,7 +73,7 @@ def test_bandwidth(benchmark: Any) -> None:
     benchmark.extra_info["best_gbps"] = max(kernel.samples)
 
 
-@pytest.mark.parametrize("mode", DEFAULT_MODES)
+@pytest.mark.parametrize("mode", MODES)
 def test_decode(benchmark: Any, suite: Suite, mode: str) -> None:
     runners, doc, _ = suite
     row = next(m for m in doc["modes"] if m["mode"] == mode)
@@ -77,7 +81,7 @@ def test_decode(benchmark: Any, suite: Suite, mode: str) -> None:
         pytest.fail(f"mode {mode} failed: {row['error']}")
     runner = runners[mode]
     prompt = prompt_for(runners)
-    benchmark.pedantic(runner.run, args=(prompt, runner.tokens(NEW_TOKENS)), rounds=2, iterations=1)
+    benchmark.pedantic(runner.run, args=(prompt, runner.tokens(NEW_TOKENS)), rounds=1, iterations=1)
     keys = ["tokens_per_s", "best_tokens_per_s", "ttft_s", "bytes_per_token", "mbu", "mbu_ref"]
     keys += ["speedup", "speedup_best", "acceptance"]
     benchmark.extra_info.update({k: row[k] for k in keys})
