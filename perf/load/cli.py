@@ -104,10 +104,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 @contextlib.contextmanager
-def _target_url(args: argparse.Namespace) -> Iterator[tuple[str, bool]]:
-    """The base URL to load, self-starting (and finally stopping) the reference server if needed."""
+def target_server(args: argparse.Namespace, prog: str) -> Iterator[tuple[str, int | None]]:
+    """``args.base_url``, or a reference server self-started for ``args.model`` (and finally
+    stopped): yields the base URL and, when this command started the server, its PID.
+    Shared by ``chatref perf load`` and ``chatref perf soak`` (``prog`` names the command)."""
     if args.base_url:
-        yield args.base_url, False
+        yield args.base_url, None
         return
     from rich.console import Console
 
@@ -119,11 +121,12 @@ def _target_url(args: argparse.Namespace) -> Iterator[tuple[str, bool]]:
             try:
                 server.wait_healthy(args.startup_timeout)
             except ServerStartError as exc:
-                raise SystemExit(f"chatref perf load: {exc}") from None
-        yield server.base_url, True
+                raise SystemExit(f"{prog}: {exc}") from None
+        assert server.process is not None
+        yield server.base_url, server.process.pid
         died = server.gone()  # before the stop, which would make any exit look intended
     if died:
-        print(f"chatref perf load: {died}", file=sys.stderr)
+        print(f"{prog}: {died}", file=sys.stderr)
     else:
         server.remove_log()  # kept when the run raised or the server died: it says why
 
@@ -252,7 +255,8 @@ def main(argv: list[str]) -> int:
         workload = dataset_workload(args.dataset, *wl_args) if args.dataset else builtin_workload(*wl_args)
     except (OSError, ValueError) as exc:
         raise SystemExit(f"chatref perf load: {exc}") from None
-    with _target_url(args) as (base_url, self_started):
+    with target_server(args, "chatref perf load") as (base_url, pid):
+        self_started = pid is not None
         target = Target(base_url, args.model, args.api_key, args.timeout)
         identity, results = asyncio.run(_run_levels(args, target, workload))
     doc = _document(args, target, self_started, identity, workload, results)

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import shlex
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,32 +70,6 @@ def _check(args: argparse.Namespace) -> None:
         raise SystemExit(f"chatref perf soak: {', '.join(bad) or '--warmups/--settle'} must be positive")
 
 
-@contextlib.contextmanager
-def _target(args: argparse.Namespace) -> Iterator[tuple[str, int | None]]:
-    """The base URL and, when this command started the server, its PID (for RSS)."""
-    if args.base_url:
-        yield args.base_url, None
-        return
-    from rich.console import Console
-
-    from reference.launch import BackgroundServer, ServerStartError
-
-    with BackgroundServer(args.model, extra_args=shlex.split(args.serve_args)) as server:
-        console = Console(stderr=True, quiet=args.quiet)
-        with console.status(f"starting chatref serve --model {args.model} (log {server.log_path})"):
-            try:
-                server.wait_healthy(args.startup_timeout)
-            except ServerStartError as exc:
-                raise SystemExit(f"chatref perf soak: {exc}") from None
-        assert server.process is not None
-        yield server.base_url, server.process.pid
-        died = server.gone()  # before the stop, which would make any exit look intended
-    if died:
-        print(f"chatref perf soak: {died}", file=sys.stderr)
-    else:
-        server.remove_log()  # kept when the run raised or the server died: it says why
-
-
 def _run(args: argparse.Namespace, base_url: str, pid: int | None) -> dict[str, Any]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -144,11 +115,12 @@ def _run(args: argparse.Namespace, base_url: str, pid: int | None) -> dict[str, 
 
 def main(argv: list[str]) -> int:
     """``chatref perf soak ARGS``; exit code 1 on any hard failure."""
+    from perf.load.cli import target_server
     from perf.soak.report import render_table, write_json, write_markdown
 
     args = _parser().parse_args(argv)
     _check(args)
-    with _target(args) as (base_url, pid):
+    with target_server(args, "chatref perf soak") as (base_url, pid):
         doc = _run(args, base_url, pid)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(doc, args.out / "soak.json")
