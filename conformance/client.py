@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,11 +132,17 @@ def parse_sse(text: str) -> tuple[list[str], list[str]]:
 
 
 def post_stream(
-    http: httpx.Client, path: str, body: dict[str, Any], deadline: float, stop_after: int | None = None
+    http: httpx.Client,
+    path: str,
+    body: dict[str, Any],
+    deadline: float,
+    stop_after: int | None = None,
+    on_first: Callable[[], None] | None = None,
 ) -> SSEStream:
     """POST a streaming request and read the body until it ends or ``deadline`` seconds pass.
 
-    With ``stop_after`` the connection is closed after that many bytes chunks (cancellation).
+    With ``stop_after`` the connection is closed after that many bytes chunks (cancellation);
+    ``on_first`` is called once the first bytes arrived (the request is in the server's hands).
     """
     start = time.monotonic()
     parts: list[str] = []
@@ -143,6 +150,8 @@ def post_stream(
         ctype = r.headers.get("content-type", "")
         for i, piece in enumerate(r.iter_text()):
             parts.append(piece)
+            if i == 0 and on_first is not None:
+                on_first()
             if stop_after is not None and i + 1 >= stop_after:
                 break
             if time.monotonic() - start > deadline:
@@ -179,11 +188,12 @@ def fold_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
             if delta.get("content") is not None:
                 msg["content"] = (msg["content"] or "") + delta["content"]
             for tc in delta.get("tool_calls") or []:
-                calls = msg.setdefault("tool_calls", [])
-                i = tc.get("index", 0)
-                while len(calls) <= i:
-                    calls.append({"id": None, "type": None, "function": {"name": None, "arguments": ""}})
-                call = calls[i]
+                # by index, in order of appearance: whether indices are 0..n-1 is a check of its own
+                calls = ch.setdefault("calls", {})
+                call = calls.setdefault(
+                    tc.get("index", 0),
+                    {"id": None, "type": None, "function": {"name": None, "arguments": ""}},
+                )
                 for key in ("id", "type"):
                     if tc.get(key):
                         call[key] = tc[key]
@@ -199,6 +209,8 @@ def fold_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
                 ch["finish_reason"] = c["finish_reason"]
     for ch in choices.values():
         ch["message"]["role"] = ch["message"]["role"] or "assistant"  # role placement is its own check
+        if "calls" in ch:
+            ch["message"]["tool_calls"] = list(ch.pop("calls").values())
     return {
         "id": first.get("id"),
         "object": "chat.completion",

@@ -4,12 +4,20 @@ Loaded in every pytest run of an environment where chatref is installed (entry p
 ``pytest11``), so it is inert unless conformance tests are collected: it registers options
 and a marker, and does nothing else until a test carrying ``@pytest.mark.conformance`` runs.
 Owns option parsing, the session ``conformance_target`` fixture (an external server or the
-self-started reference server), the session's schemathesis figures and the report. Knows
-nothing about individual checks.
+self-started reference server), the session's schemathesis figures, the order of the checks
+(those marked ``conformance_disruptive`` last), the probe before each check (``watch``), how
+outcomes are classified and the report. Knows nothing about individual checks.
+
+Outcomes, with pytest's public API only: a check ends as "unsupported" or "info" by
+``pytest.skip`` with a reason starting with that word (``api.Api.refuse``, ``api.info``); this
+module reports them under their own names and letters (``u``, ``i``), never as failures. A
+check that could not run because the server stopped answering is an error of its setup.
 """
 
 from __future__ import annotations
 
+import datetime
+import importlib.metadata
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +25,11 @@ from typing import Any
 import httpx
 import pytest
 
+from conformance.checks import ConformanceError
 from conformance.client import Target
 from conformance.fuzz import Figures
 from conformance.report import Report
+from conformance.watch import ServerDown, Watch
 
 __all__ = [
     "conformance_figures",
@@ -28,13 +38,17 @@ __all__ = [
     "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_ignore_collect",
+    "pytest_report_teststatus",
     "pytest_runtest_makereport",
+    "pytest_runtest_setup",
     "pytest_terminal_summary",
 ]
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPORT_KEY = pytest.StashKey[Report]()
 FIGURES_KEY = pytest.StashKey[Figures]()
+WATCH_KEY = pytest.StashKey[Watch]()
+SKIP_OUTCOMES = {"unsupported": ("u", "UNSUPPORTED"), "info": ("i", "INFO")}  # skip-reason prefix -> status
 FUZZ_SECONDS_PER_CASE = 2.0  # pytest-timeout of a fuzzing test: this much per example, at least
 OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
     (
@@ -86,6 +100,38 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         },
     ),
     (
+        "--conformance-probe-timeout",
+        None,
+        {
+            "default": 5.0,
+            "type": float,
+            "metavar": "S",
+            "help": "before each check, GET /models (and after a failed check a 1-token chat) must be "
+            "answered within S seconds, else the check is an error 'server stopped answering' (default: 5)",
+        },
+    ),
+    (
+        "--conformance-recovery-wait",
+        None,
+        {
+            "default": 120.0,
+            "type": float,
+            "metavar": "S",
+            "help": "keep probing a server that stopped answering for S seconds, resuming the checks when "
+            "it answers again; after that the remaining checks are errors without a probe (default: 120)",
+        },
+    ),
+    (
+        "--conformance-label",
+        None,
+        {
+            "default": None,
+            "metavar": "TEXT",
+            "help": "name and version of the server under test, for the report and the matrix "
+            "(default: the base URL; self-started: chatref and its version)",
+        },
+    ),
+    (
         "--conformance-openapi-spec",
         "--openapi-spec",
         {
@@ -101,7 +147,8 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "PATH",
-            "help": "write the per-feature report to PATH (.md) and its .json sibling (default: none)",
+            "help": "write the per-feature report to PATH (.md) and its .json sibling, the input of "
+            "python -m conformance.matrix (default: none)",
         },
     ),
     (
@@ -157,8 +204,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "conformance(feature): a conformance check of the named feature")
+    config.addinivalue_line(
+        "markers",
+        "conformance_disruptive: a check whose request may wedge a server: it runs after the others",
+    )
     config.stash[REPORT_KEY] = Report()
     config.stash[FIGURES_KEY] = Figures()
+    config.stash[WATCH_KEY] = Watch(
+        float(config.getoption("conformance_probe_timeout", 5.0)),
+        float(config.getoption("conformance_recovery_wait", 120.0)),
+    )
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -178,7 +233,11 @@ def _feature(item: pytest.Item) -> str | None:
     return str(mark.args[0]) if mark and mark.args else None
 
 
+@pytest.hookimpl(trylast=True)  # after any reordering plugin (pytest-randomly)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A request that may wedge a server (a prompt far over any context) goes last, so that a
+    # server it wedges has answered every other check first.
+    items.sort(key=lambda item: item.get_closest_marker("conformance_disruptive") is not None)
     if not config.pluginmanager.hasplugin("timeout"):
         return
     limit = max(120.0, 5 * float(config.getoption("conformance_timeout")))
@@ -188,26 +247,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.timeout(limit))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Probe the server before a check (before its fixtures, which may send requests too)."""
+    if _feature(item) is not None:
+        item.config.stash[WATCH_KEY].before(item.nodeid)
+
+
+def _skip_reason(rep: pytest.TestReport) -> str:
+    reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def _skip_outcome(reason: str) -> str:
+    return next((name for name in SKIP_OUTCOMES if reason.startswith(name)), "skipped")
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """Unsupported and info checks get their own word and letter instead of "SKIPPED"/"s"."""
+    if not (report.skipped and "conformance" in report.keywords and report.when in ("setup", "call")):
+        return None
+    outcome = _skip_outcome(_skip_reason(report))
+    return (outcome, *SKIP_OUTCOMES[outcome]) if outcome in SKIP_OUTCOMES else None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     rep = yield
     feature = _feature(item)
     if feature is None:
         return rep
-    report = item.config.stash[REPORT_KEY]
+    report, watch = item.config.stash[REPORT_KEY], item.config.stash[WATCH_KEY]
+    down = rep.failed and call.excinfo is not None and call.excinfo.errisinstance(ServerDown)
+    if rep.when == "call" or (rep.when == "setup" and rep.failed and not down):
+        watch.after(item.nodeid, rep.failed)
     if rep.skipped:
-        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
-        reason = reason.removeprefix("Skipped: ")
-        if rep.when == "call" or "unsupported" in reason or rep.when == "setup":
-            report.record(
-                item.nodeid, feature, "unsupported" if reason.startswith("unsupported") else "skipped", reason
-            )
+        reason = _skip_reason(rep)
+        if rep.when in ("call", "setup"):
+            report.record(item.nodeid, feature, _skip_outcome(reason), reason)
     elif rep.failed:
         reason = call.excinfo.exconly().splitlines()[0] if call.excinfo else str(rep.longrepr)[:300]
-        for prefix in ("conformance.checks.ConformanceError: ", "AssertionError: ", "Failed: "):
+        for prefix in ("conformance.watch.ServerDown: ", "conformance.checks.ConformanceError: ",
+                       "AssertionError: ", "Failed: "):  # fmt: skip
             reason = reason.removeprefix(prefix)
+        # A server defect found while setting up a check is a failure; anything else that kept
+        # the check from running (the server stopped answering) is an error.
+        defect = rep.when == "call" or (
+            call.excinfo is not None and call.excinfo.errisinstance(ConformanceError)
+        )
         report.record(
-            item.nodeid, feature, "fail", f"[{rep.when}] {reason}" if rep.when != "call" else reason
+            item.nodeid,
+            feature,
+            "fail" if defect else "error",
+            f"[{rep.when}] {reason}" if rep.when != "call" and not down else reason,
         )
     elif rep.when == "call":
         report.record(item.nodeid, feature, "pass")
@@ -257,13 +349,18 @@ def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     opt = request.config.getoption
     timeout = float(opt("conformance_timeout"))
     base_url = opt("conformance_base_url") or opt("base_url", None)
-    report = request.config.stash[REPORT_KEY]
+    report, watch = request.config.stash[REPORT_KEY], request.config.stash[WATCH_KEY]
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     if base_url:
         key = opt("conformance_api_key")
         model = opt("conformance_model") or _first_model(base_url, key, timeout)
         target = Target(base_url.rstrip("/"), model, key, timeout, opt("conformance_language_model") or "")
-        report.target = {"base_url": target.base_url, "model": model, "self_started": False}
+        label = opt("conformance_label") or target.base_url
+        report.target = {"label": label, "base_url": target.base_url, "model": model, "self_started": False,
+                         "date": date}  # fmt: skip
+        watch.target = target
         yield target
+        watch.close()
         return
     from conformance.launcher import DEFAULT_MODELS, start_reference
 
@@ -275,7 +372,11 @@ def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         model = opt("conformance_model") or DEFAULT_MODELS[0]
         language = opt("conformance_language_model") or DEFAULT_MODELS[1]
         target = Target(server.base_url, model, server.api_key, timeout, language)
-        report.target = {"base_url": target.base_url, "model": model, "self_started": True}
+        label = opt("conformance_label") or f"chatref {importlib.metadata.version('chatref')}"
+        report.target = {"label": label, "base_url": target.base_url, "model": model, "self_started": True,
+                         "date": date}  # fmt: skip
+        watch.target = target
         yield target
     finally:
+        watch.close()
         server.stop()

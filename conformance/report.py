@@ -1,7 +1,8 @@
 """The per-feature conformance report: collection of outcomes, Markdown, JSON, terminal table.
 
-Owns how test outcomes are classified (pass / fail / unsupported / skipped) and rendered.
-Knows nothing about HTTP or about what any check verifies.
+Owns how test outcomes are classified and rendered: pass, fail, error (the check could not run,
+e.g. the server stopped answering), unsupported, info (behaviour the spec leaves open: shown,
+never failing) and skipped. Knows nothing about HTTP or about what any check verifies.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ from typing import Any
 
 from conformance.fuzz import Figures
 
-__all__ = ["Outcome", "Report"]
+__all__ = ["OUTCOMES", "Outcome", "Report"]
+
+OUTCOMES = ("pass", "fail", "error", "unsupported", "info", "skipped")
+FAILING = ("fail", "error")
 
 
 @dataclass
 class Outcome:
     nodeid: str
     feature: str
-    outcome: str  # pass | fail | unsupported | skipped
+    outcome: str  # one of OUTCOMES
     reason: str = ""
 
 
@@ -30,15 +34,17 @@ class FeatureRow:
     checks: int = 0
     passed: int = 0
     failed: int = 0
+    errors: int = 0
     unsupported: int = 0
+    info: int = 0
     skipped: int = 0
     first_failure: str = ""
 
     @property
     def status(self) -> str:
-        if self.failed:
+        if self.failed or self.errors:
             return "FAIL"
-        if self.passed:
+        if self.passed or self.info:
             return "pass" if not self.unsupported else "partial"
         return "unsupported" if self.unsupported else "skipped"
 
@@ -51,7 +57,7 @@ class Report:
 
     def record(self, nodeid: str, feature: str, outcome: str, reason: str = "") -> None:
         prev = self.outcomes.get(nodeid)
-        if prev is not None and prev.outcome == "fail":
+        if prev is not None and prev.outcome in FAILING:
             return  # a teardown error never hides a call failure, and vice versa
         self.outcomes[nodeid] = Outcome(nodeid, feature, outcome, " ".join(reason.split())[:300])
 
@@ -60,19 +66,14 @@ class Report:
         for o in self.outcomes.values():
             row = rows.setdefault(o.feature, FeatureRow(o.feature))
             row.checks += 1
-            if o.outcome == "pass":
-                row.passed += 1
-            elif o.outcome == "fail":
-                row.failed += 1
+            field_name = {"pass": "passed", "fail": "failed", "error": "errors"}.get(o.outcome, o.outcome)
+            setattr(row, field_name, getattr(row, field_name) + 1)
+            if o.outcome in FAILING:
                 row.first_failure = row.first_failure or f"{o.nodeid.split('::')[-1]}: {o.reason}"
-            elif o.outcome == "unsupported":
-                row.unsupported += 1
-            else:
-                row.skipped += 1
         return [rows[k] for k in sorted(rows)]
 
     def totals(self) -> dict[str, int]:
-        counts = {"checks": 0, "pass": 0, "fail": 0, "unsupported": 0, "skipped": 0}
+        counts = {"checks": 0} | dict.fromkeys(OUTCOMES, 0)
         for o in self.outcomes.values():
             counts["checks"] += 1
             counts[o.outcome] += 1
@@ -80,8 +81,8 @@ class Report:
 
     def table_lines(self, width: int = 100) -> list[str]:
         head = (
-            f"{'feature':<18} {'status':<11} {'checks':>6} {'pass':>5} {'fail':>5} {'unsup':>5} {'skip':>5}"
-            "  first failure"
+            f"{'feature':<18} {'status':<11} {'checks':>6} {'pass':>5} {'fail':>5} {'error':>5} "
+            f"{'unsup':>5} {'info':>5} {'skip':>5}  first failure"
         )
         lines = [head, "-" * min(width, len(head) + 20)]
         for r in self.rows():
@@ -89,13 +90,13 @@ class Report:
             room = max(70, width - len(head) + len("first failure"))
             fail = fail if len(fail) <= room else fail[: room - 3] + "..."
             lines.append(
-                f"{r.feature:<18} {r.status:<11} {r.checks:>6} {r.passed:>5} {r.failed:>5} "
-                f"{r.unsupported:>5} {r.skipped:>5}  {fail}"
+                f"{r.feature:<18} {r.status:<11} {r.checks:>6} {r.passed:>5} {r.failed:>5} {r.errors:>5} "
+                f"{r.unsupported:>5} {r.info:>5} {r.skipped:>5}  {fail}"
             )
         t = self.totals()
         lines.append(
-            f"{'TOTAL':<18} {'':<11} {t['checks']:>6} {t['pass']:>5} {t['fail']:>5} {t['unsupported']:>5} "
-            f"{t['skipped']:>5}"
+            f"{'TOTAL':<18} {'':<11} {t['checks']:>6} {t['pass']:>5} {t['fail']:>5} {t['error']:>5} "
+            f"{t['unsupported']:>5} {t['info']:>5} {t['skipped']:>5}"
         )
         return lines
 
@@ -103,26 +104,27 @@ class Report:
         out = ["# Conformance report", ""]
         out += [f"- {k}: `{v}`" for k, v in self.target.items()] + [""]
         out += [
-            "| feature | status | checks | pass | fail | unsupported | skipped | first failure |",
-            "|---|---|---:|---:|---:|---:|---:|---|",
+            "| feature | status | checks | pass | fail | error | unsupported | info | skipped "
+            "| first failure |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for r in self.rows():
             reason = r.first_failure.replace("|", "\\|")
             out.append(
-                f"| {r.feature} | {r.status} | {r.checks} | {r.passed} | {r.failed} | {r.unsupported} "
-                f"| {r.skipped} | {reason} |"
+                f"| {r.feature} | {r.status} | {r.checks} | {r.passed} | {r.failed} | {r.errors} "
+                f"| {r.unsupported} | {r.info} | {r.skipped} | {reason} |"
             )
         t = self.totals()
         out += [
             "",
-            f"Totals: {t['checks']} checks, {t['pass']} pass, {t['fail']} fail, "
-            f"{t['unsupported']} unsupported, {t['skipped']} skipped.",
+            f"Totals: {t['checks']} checks, {t['pass']} pass, {t['fail']} fail, {t['error']} error, "
+            f"{t['unsupported']} unsupported, {t['info']} info, {t['skipped']} skipped.",
             "",
-            "## Failures and unsupported",
+            "## Failures, errors, unsupported and info",
             "",
         ]
         for o in self.outcomes.values():
-            if o.outcome in ("fail", "unsupported"):
+            if o.outcome in ("fail", "error", "unsupported", "info"):
                 out.append(f"- **{o.outcome}** `{o.nodeid}`: {o.reason.replace('|', '/')}")
         if self.figures is not None:
             out += ["", *self.figures.markdown()]

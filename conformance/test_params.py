@@ -1,9 +1,9 @@
 """Sampling and length parameters: each must change the output as specified, or be refused.
 
-Owns max_tokens / max_completion_tokens, stop, n, seed, temperature, top_p, logprobs,
+Owns max_tokens / max_completion_tokens, n, seed, temperature, top_p, logprobs,
 logit_bias, penalties and stream_options. A parameter that is accepted but has no effect
 fails; one refused with a 4xx error envelope is reported unsupported. Knows nothing about
-SSE framing (``test_stream``) or tools.
+SSE framing (``test_stream``), stop strings (``test_stop``) or tools.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 
 from conformance.api import Api, ChatResult
-from conformance.checks import ConformanceError, check_envelope, check_usage, describe
+from conformance.checks import ConformanceError, check_completion, check_envelope, check_usage, describe
 
 pytestmark = pytest.mark.conformance("params")
 __all__: list[str] = []
 OTHER_PROMPT = [{"role": "user", "content": "List some colours of the rainbow."}]
+FRANCE = [{"role": "user", "content": "What is the capital of France? Answer in one word."}]
+BAN_BLOCK = 8192  # token ids banned per request
+BAN_IDS_MAX = 1 << 18  # where to stop on a server that never answers "outside the vocabulary"
 
 
 def _feature(name: str) -> pytest.MarkDecorator:
@@ -51,32 +54,6 @@ def test_max_completion_tokens_exact(api: Api, stream: bool) -> None:
     if not stream and r.body["usage"]["completion_tokens"] != 5:
         raise ConformanceError(
             f"max_completion_tokens=5 produced {r.body['usage']['completion_tokens']} tokens"
-        )
-
-
-def _stop_word(text: str) -> str:
-    """A short piece from the middle of ``text`` to use as a stop string."""
-    start = max(1, len(text) // 2)
-    for i in range(start, len(text) - 3):
-        piece = text[i : i + 3]
-        if piece.strip() == piece and piece.isprintable() and "\ufffd" not in piece:
-            return piece
-    return text[start : start + 3]
-
-
-@_feature("stop")
-@pytest.mark.parametrize("as_list", [False, True], ids=["string", "list"])
-def test_stop_trims(api: Api, stream: bool, as_list: bool) -> None:
-    base = api.chat(max_tokens=16).content
-    if len(base) < 6:
-        pytest.skip(f"the model produced too little text to pick a stop string: {base!r}")
-    word = _stop_word(base)
-    expected = base[: base.find(word)]
-    stop = [word, "\u2603never\u2603"] if as_list else word
-    r = api.chat(stream=stream, feature="stop", max_tokens=16, stop=stop)
-    if r.content != expected or r.finish != "stop":
-        raise ConformanceError(
-            f"stop={stop!r} gave {r.content!r}/{r.finish}, expected {expected!r}/stop (unstopped: {base!r})"
         )
 
 
@@ -170,6 +147,73 @@ def test_logit_bias_forces_token(api: Api) -> None:
             f"logit_bias {{1000: 100}} should force one token whatever the prompt: got {a!r} and "
             f"{b!r} (unbiased {plain!r})"
         )
+
+
+def _banned_first_tokens(api: Api, model: str) -> list[tuple[int, int, str]]:
+    """Ban the token ids block by block; the blocks whose ban changed the greedy first token."""
+    natural = api.chat(model=model, messages=FRANCE, max_tokens=1).content
+    changed: list[tuple[int, int, str]] = []
+    lo, size = 0, BAN_BLOCK
+    while lo < BAN_IDS_MAX:
+        bias = {str(i): -100 for i in range(lo, lo + size)}
+        resp = api.post(api.body(model=model, messages=FRANCE, max_tokens=1, logit_bias=bias))
+        if resp.status != 200:
+            if size == 1:  # not even one more id: the end of the vocabulary (or no logit_bias at all)
+                if lo == 0:
+                    api.refuse(resp, "logit_bias", f"logit_bias banning token id {lo}")
+                break
+            size //= 2  # past the end of the vocabulary: narrow down to it
+            continue
+        first = check_completion(resp.json()).choices[0].message.content or ""
+        if first != natural:
+            changed.append((lo, lo + size, first))
+        lo += size
+    if len(changed) == 1:
+        return changed
+    if not changed:
+        raise ConformanceError(
+            f"banning every token id below {lo} with -100 (in blocks of {BAN_BLOCK}) never changed the "
+            f"greedy first token {natural!r}: -100 does not ban"
+        )
+    raise ConformanceError(
+        f"banning with -100 changed the greedy first token {natural!r} in {len(changed)} blocks of ids "
+        f"({describe(changed, 120)}): lowering tokens other than the greedy one must not change it"
+    )
+
+
+@_feature("logit_bias")
+def test_logit_bias_bans_token(api: Api) -> None:
+    """-100 bans a token: of all blocks of ids, banning exactly the one with the greedy token changes it.
+
+    Needs no tokenizer: at temperature 0, lowering tokens other than the greedy one leaves it the
+    greedy one, and lowering the greedy one by 100 makes another token win.
+    """
+    _banned_first_tokens(api, api.target.chat_model)
+
+
+@_feature("logprobs")
+def test_top_logprobs_ordering(api: Api) -> None:
+    """top_logprobs are distinct, descending, a probability distribution's top, and k=2 is k=5's top 2."""
+    model = api.target.chat_model
+    wide = api.chat(feature="logprobs", model=model, logprobs=True, top_logprobs=5, max_tokens=4)
+    narrow = api.chat(feature="logprobs", model=model, logprobs=True, top_logprobs=2, max_tokens=4)
+    _check_logprobs(wide, 5)
+    _check_logprobs(narrow, 2)
+    wide_lp, narrow_lp = wide.parsed.choices[0].logprobs, narrow.parsed.choices[0].logprobs
+    assert wide_lp is not None and wide_lp.content and narrow_lp is not None and narrow_lp.content
+    for i, (w, n) in enumerate(zip(wide_lp.content, narrow_lp.content, strict=False)):
+        tokens = [(t.token, tuple(t.bytes or ())) for t in w.top_logprobs]
+        if len(set(tokens)) != len(tokens):
+            raise ConformanceError(f"token {i}: top_logprobs repeat a token: {[t for t, _ in tokens]}")
+        mass = sum(math.exp(t.logprob) for t in w.top_logprobs)
+        if mass > 1.001:
+            raise ConformanceError(f"token {i}: the top 5 probabilities sum to {mass:.3f} > 1")
+        for j, (a, b) in enumerate(zip(n.top_logprobs, w.top_logprobs[:2], strict=True)):
+            tied = any(abs(b.logprob - o.logprob) < 1e-3 for o in w.top_logprobs if o is not b)
+            if a.token != b.token and not tied:
+                raise ConformanceError(
+                    f"token {i}: top_logprobs=2 gave {a.token!r} at rank {j}, top_logprobs=5 {b.token!r}"
+                )
 
 
 @_feature("penalties")

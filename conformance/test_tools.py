@@ -1,7 +1,9 @@
 """Function calling: tool_choice modes, call shape, streamed tool-call deltas, round trips.
 
-Owns every check involving ``tools``. A server that refuses ``tools`` with a 4xx error
-envelope is reported unsupported. Knows nothing about SSE framing beyond the deltas.
+Owns every check involving ``tools``, streamed tool-call deltas included (indices 0..n-1 across
+parallel calls; arguments over several deltas, reported as info when a call comes whole). A
+server that refuses ``tools`` with a 4xx error envelope is reported unsupported. Knows nothing
+about SSE framing beyond the deltas.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conformance.api import Api, ChatResult
+from conformance.api import Api, ChatResult, info
 from conformance.checks import ConformanceError, check_envelope, describe
 
 pytestmark = pytest.mark.conformance("tools")
@@ -47,6 +49,7 @@ TOOLS: list[dict[str, Any]] = [
 ]
 ASK = [{"role": "user", "content": "What is the weather in Paris right now?"}]
 NAMED = {"type": "function", "function": {"name": "get_time"}}
+BOTH = "What is the weather in Paris, and what time is it in Tokyo? Call both tools."
 
 
 def _tool_chat(api: Api, stream: bool = False, **kw: Any) -> ChatResult:
@@ -181,3 +184,37 @@ def test_undefined_named_tool_rejected(api: Api) -> None:
     bad = {"type": "function", "function": {"name": "no_such_tool"}}
     resp = api.post(api.body(tools=TOOLS, tool_choice=bad, messages=ASK))
     check_envelope(resp, "tool_choice naming an undefined tool", status=400, param="tool_choice")
+
+
+def _streamed_calls(r: ChatResult) -> dict[int, list[dict[str, Any]]]:
+    """The tool-call deltas of a stream, by index, in order of appearance."""
+    calls: dict[int, list[dict[str, Any]]] = {}
+    for chunk in r.chunks:
+        for choice in chunk.get("choices") or []:
+            for d in (choice.get("delta") or {}).get("tool_calls") or []:
+                calls.setdefault(d.get("index"), []).append(d)
+    return calls
+
+
+def test_parallel_tool_call_indices(api: Api) -> None:
+    """Parallel calls in a stream are numbered 0, 1, ... in order, each keeping its own index."""
+    r = _tool_chat(api, True, tool_choice="required", messages=[{"role": "user", "content": BOTH}])
+    calls = _streamed_calls(r)
+    indices = list(calls)
+    if indices != list(range(len(indices))):
+        raise ConformanceError(
+            f"streamed tool-call indices are {indices}, not 0..{len(indices) - 1} in order"
+        )
+    folded = _calls(r)
+    if len(folded) < 2:
+        info(f"the model made {len(folded)} call(s) to a request for two: indices of parallel calls not seen")
+
+
+def test_tool_arguments_streamed(api: Api) -> None:
+    """Arguments arrive over several deltas, as the model writes them (one delta is info, not failure)."""
+    calls = _streamed_calls(_tool_chat(api, True, tool_choice="required"))
+    if not calls:
+        raise ConformanceError("a streamed request with tool_choice 'required' carried no tool-call delta")
+    pieces = {i: sum(1 for d in ds if (d.get("function") or {}).get("arguments")) for i, ds in calls.items()}
+    if all(n <= 1 for n in pieces.values()):
+        info(f"each call's arguments came whole in one delta (pieces per call: {pieces})")

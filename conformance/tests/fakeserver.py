@@ -1,13 +1,13 @@
 """A small OpenAI-compatible fake server (plain ASGI) with switchable defects.
 
 The URL prefix selects the defects: ``http://host:port/d/<defect>[+<defect>...]/v1`` (``ok`` for
-none). Without defects it must pass every conformance check; each defect breaks one behaviour.
-Owns request validation, JSON and SSE rendering, models and auth. Knows nothing about the suite.
+none), with ``/d/<defects>/metrics`` beside it. Without defects it must pass every conformance
+check; each defect breaks one behaviour. Owns routing, request validation, models, auth and
+error envelopes; a valid chat request is ``fakechat``'s. Knows nothing about the suite.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -18,7 +18,9 @@ import uvicorn
 
 from conformance.launcher import free_port
 from conformance.openapi import CORE_PARAMS
-from conformance.tests.fakemodel import VOCAB, Choice, generate
+from conformance.tests.fakechat import send_json, serve_chat
+from conformance.tests.fakemodel import VOCAB_SIZE
+from conformance.tests.fakestate import state_for
 
 __all__ = ["API_KEY", "MODELS", "FakeServer", "app"]
 
@@ -101,6 +103,8 @@ def validate(body: Any, defects: set[str]) -> dict[str, Any]:
         or not all(k.isdigit() and _num(v) and -100 <= v <= 100 for k, v in bias.items())
     ):
         raise ApiError(400, "logit_bias values must be in [-100, 100]", "logit_bias")
+    if bias and max(int(k) for k in bias) >= VOCAB_SIZE:
+        raise ApiError(400, f"logit_bias token ids must be below {VOCAB_SIZE}", "logit_bias")
     stop = body.get("stop")
     if stop is not None and not (
         isinstance(stop, str)
@@ -157,112 +161,6 @@ def validate(body: Any, defects: set[str]) -> dict[str, Any]:
     return body
 
 
-def completion_obj(
-    body: dict[str, Any], choices: list[Choice], cid: str, created: int, defects: set[str]
-) -> dict[str, Any]:
-    out = []
-    for i, ch in enumerate(choices):
-        msg: dict[str, Any] = {"role": "assistant", "content": None if ch.tool_calls else ch.text}
-        if ch.tool_calls:
-            msg["tool_calls"] = ch.tool_calls
-        lp = {"content": ch.logprobs, "refusal": None} if ch.logprobs is not None else None
-        out.append({"index": i, "message": msg, "finish_reason": ch.finish, "logprobs": lp})
-    return {
-        "id": cid,
-        "object": "chat.completion",
-        "created": created,
-        "model": body["model"],
-        "choices": out,
-        "usage": usage(body, choices, defects),
-    }
-
-
-def usage(body: dict[str, Any], choices: list[Choice], defects: set[str]) -> dict[str, int]:
-    p = len(json.dumps(body["messages"]).split())
-    c = sum(max(1, len(ch.tokens)) if not ch.tool_calls else 5 for ch in choices)
-    return {
-        "prompt_tokens": p,
-        "completion_tokens": c,
-        "total_tokens": p + c + ("usage_wrong_total" in defects),
-    }
-
-
-def chunks(
-    body: dict[str, Any], choices: list[Choice], cid: str, created: int, defects: set[str]
-) -> list[Any]:
-    """The stream's chunk objects (without [DONE])."""
-
-    def mk(i: int, delta: dict[str, Any], finish: str | None = None, lp: Any = None) -> dict[str, Any]:
-        return {
-            "id": cid + (str(len(out)) if "id_changes" in defects else ""),
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": body["model"],
-            "choices": [{"index": i, "delta": delta, "finish_reason": finish, "logprobs": lp}],
-        }
-
-    out: list[dict[str, Any]] = []
-    for i, ch in enumerate(choices):
-        if "no_role" not in defects:
-            out.append(mk(i, {"role": "assistant", "content": ""}))
-        pos = 0
-        for k, t in enumerate(ch.tokens):
-            piece = (
-                ch.text[pos : pos + len(VOCAB[t])]
-                if not body.get("response_format")
-                else ch.text[pos : pos + 4]
-            )
-            pos += len(piece)
-            if (
-                "stream_differs" in defects
-                and k == 0
-                and not (body.get("stop") or body.get("logprobs") or body.get("response_format"))
-            ):
-                piece = piece.upper()
-            delta = {"content": piece} | ({"role": "assistant"} if "role_every_delta" in defects else {})
-            lp = {"content": [ch.logprobs[k]], "refusal": None} if ch.logprobs is not None else None
-            if piece or lp:
-                out.append(mk(i, delta, None, lp))
-            if "double_finish" in defects and k == 0:
-                out[-1]["choices"][0]["finish_reason"] = "length"
-        if pos < len(ch.text):
-            out.append(mk(i, {"content": ch.text[pos:]}))
-        for j, call in enumerate(ch.tool_calls):
-            args = call["function"]["arguments"]
-            half = len(args) // 2
-            first = {
-                "index": j,
-                "id": call["id"],
-                "type": "function",
-                "function": {"name": call["function"]["name"], "arguments": args[:half]},
-            }
-            rest: dict[str, Any] = {"index": j, "function": {"arguments": args[half:]}}
-            if "tool_id_every_delta" in defects:
-                rest |= {"id": call["id"], "type": "function"}
-            out.append(mk(i, {"tool_calls": [first]}))
-            out.append(mk(i, {"tool_calls": [rest]}))
-        out.append(mk(i, {}, ch.finish))
-    use = usage(body, choices, defects)
-    include = bool((body.get("stream_options") or {}).get("include_usage"))
-    if "usage_always" in defects:
-        for c in out:
-            c["usage"] = use
-    elif include and "usage_not_final" in defects:
-        out[-1]["usage"] = use
-    elif include:
-        out.append(
-            {
-                "id": cid,
-                "object": "chat.completion.chunk",
-                "created": created,
-                "model": body["model"],
-                "choices": [],
-                "usage": use,
-            }
-        )
-    return out
-
-
 class FakeServer:
     """Runs ``app`` with uvicorn on a free loopback port in a daemon thread."""
 
@@ -287,14 +185,6 @@ class FakeServer:
         self.thread.join(timeout=5)
 
 
-async def _send_json(send: Send, status: int, obj: Any, ctype: str = "application/json") -> None:
-    data = json.dumps(obj).encode()
-    await send(
-        {"type": "http.response.start", "status": status, "headers": [(b"content-type", ctype.encode())]}
-    )
-    await send({"type": "http.response.body", "body": data})
-
-
 def _err(e: ApiError, defects: set[str]) -> tuple[int, Any]:
     if "no_envelope" in defects:
         return e.status, {"detail": e.message}
@@ -304,24 +194,55 @@ def _err(e: ApiError, defects: set[str]) -> tuple[int, Any]:
     return e.status, {"error": {"message": e.message, "type": kind, "param": e.param, "code": e.code}}
 
 
-async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] != "http":
-        return
-    parts = scope["path"].split("/")  # ['', 'd', defects, 'v1', ...]
-    if scope["path"] == "/health":
-        return await _send_json(send, 200, {"status": "ok"})
-    if len(parts) < 5 or parts[1] != "d" or parts[3] != "v1":
-        return await _send_json(
-            send, 404, {"error": {"message": "not found", "type": "not_found", "param": None, "code": None}}
-        )
-    defects = set(parts[2].split("+")) - {"ok"}
-    route = "/".join(parts[4:])
+def _route_error(route: str, method: str, defects: set[str]) -> tuple[int, Any] | None:
+    """404 for an unknown route, 405 for a known route with another method; None when served."""
+    methods = {"chat/completions": "POST", "models": "GET"}
+    allowed = methods.get(route) or ("GET" if route.startswith("models/") else None)
+    if allowed == method:
+        return None
+    if allowed is None:
+        if "route_404_plain" in defects:
+            return 404, {"detail": "Not Found"}
+        return 404, _envelope(f"Invalid URL ({method} /v1/{route})", "invalid_request_error")
+    if "method_405_plain" in defects:
+        return 405, {"detail": "Method Not Allowed"}
+    return 405, _envelope(f"{method} is not allowed on /v1/{route}", "invalid_request_error")
+
+
+def _envelope(message: str, kind: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+
+
+async def _read(receive: Receive) -> bytes:
     raw = b""
     while True:
         msg = await receive()
         raw += msg.get("body", b"")
         if not msg.get("more_body"):
-            break
+            return raw
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    parts = scope["path"].split("/")  # ['', 'd', defects, 'v1', ...]
+    if scope["path"] == "/health":
+        return await send_json(send, 200, {"status": "ok"})
+    if len(parts) < 4 or parts[1] != "d":
+        return await send_json(send, 404, _envelope("not found", "not_found"))
+    defects = set(parts[2].split("+")) - {"ok"}
+    state = state_for(parts[2])
+    await state.wait_if_wedged()
+    if parts[3:] == ["metrics"] and "no_metrics" not in defects:
+        text = state.metrics(MODELS[0]).encode()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]}
+        )
+        return await send({"type": "http.response.body", "body": text})
+    if len(parts) < 5 or parts[3] != "v1":
+        return await send_json(send, 404, _envelope("not found", "not_found"))
+    route, method = "/".join(parts[4:]), scope["method"]
+    raw = await _read(receive)
     headers = dict(scope["headers"])
     try:
         if (
@@ -330,22 +251,22 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             and headers.get(b"authorization") != f"Bearer {API_KEY}".encode()
         ):
             raise ApiError(401, "invalid api key", None, "invalid_api_key")
-        if route == "models" and scope["method"] == "GET":
+        if (wrong := _route_error(route, method, defects)) is not None:
+            return await send_json(send, *wrong)
+        if route == "models":
             data = [{"id": m, "object": "model", "created": 1700000000, "owned_by": "fake"} for m in MODELS]
-            return await _send_json(
+            return await send_json(
                 send,
                 200,
                 {"data": data} if "models_no_object" in defects else {"object": "list", "data": data},
             )
-        if route.startswith("models/") and scope["method"] == "GET":
+        if route.startswith("models/"):
             mid = route.removeprefix("models/")
             if mid not in MODELS and "retrieve_unknown_200" not in defects:
                 raise ApiError(404, f"model {mid!r} not found", "model", "model_not_found")
-            return await _send_json(
+            return await send_json(
                 send, 200, {"id": mid, "object": "model", "created": 1700000000, "owned_by": "fake"}
             )
-        if route != "chat/completions" or scope["method"] != "POST":
-            raise ApiError(404, f"no route {scope['method']} {route}")
         try:
             body = json.loads(raw)
         except ValueError:
@@ -353,26 +274,5 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         body = validate(body, defects)
     except ApiError as e:
         status, obj = _err(e, defects)
-        return await _send_json(send, status, obj)
-    if "hang" in defects:
-        await asyncio.sleep(30)
-    choices = generate(body, defects)
-    cid, created = f"chatcmpl-{time.time_ns()}", int(time.time())
-    if "created_float" in defects:
-        created += 0.5  # type: ignore[assignment]
-    if not body.get("stream"):
-        return await _send_json(send, 200, completion_obj(body, choices, cid, created, defects))
-    ctype = b"text/plain" if "bad_content_type" in defects else b"text/event-stream"
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", ctype)]})
-    events = [json.dumps(c) for c in chunks(body, choices, cid, created, defects)]
-    if "junk_line" in defects:
-        events.insert(1, "")
-    if "no_done" not in defects:
-        events.append("[DONE]")
-    if "data_after_done" in defects:
-        events.append(events[0])
-    for ev in events:
-        frame = b"garbage: 1\n\n" if ev == "" else f"data: {ev}\n\n".encode()
-        await send({"type": "http.response.body", "body": frame, "more_body": True})
-        await asyncio.sleep(0)
-    await send({"type": "http.response.body", "body": b""})
+        return await send_json(send, status, obj)
+    await serve_chat(body, defects, state, receive, send)
