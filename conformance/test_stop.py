@@ -3,8 +3,8 @@
 Owns the ``stop`` parameter. Generation stops at the first stop string to appear while the text
 is generated, and the returned text excludes it; so of several stops the one that completes
 first wins, even when a longer one began earlier. Stop strings are picked from the server's own
-unstopped greedy output (its streamed chunks where a chunk boundary matters). Knows nothing
-about other sampling parameters (``test_params``).
+unstopped greedy output (the language model's, and its streamed chunks where a chunk boundary
+matters). Knows nothing about other sampling parameters (``test_params``).
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ def _expect(r: ChatResult, stop: str | list[str], expected: str, base: str) -> N
 
 
 def _streamed_base(api: Api) -> tuple[str, list[str]]:
-    """The unstopped greedy text and its chunks' contents."""
-    r = api.chat(stream=True, max_tokens=24)
-    if r.content != api.chat(max_tokens=24).content:
+    """The unstopped greedy text of the language model and its chunks' contents."""
+    r = api.chat(stream=True, model=api.target.chat_model, max_tokens=24)
+    if r.content != api.chat(model=api.target.chat_model, max_tokens=24).content:
         pytest.skip("the stream differs from the JSON answer (see test_fold_equals_non_stream)")
     pieces = [(c["choices"][0].get("delta") or {}).get("content") or "" for c in r.chunks if c.get("choices")]
     return r.content, [p for p in pieces if p]
@@ -71,13 +71,14 @@ def test_stop_trims(api: Api, stream: bool, as_list: bool) -> None:
 
 def test_stop_several(api: Api) -> None:
     """Of several stop strings the first to appear stops, wherever it is in the list."""
-    base = api.chat(max_tokens=24).content
+    base = api.chat(model=api.target.chat_model, max_tokens=24).content
     early, late = _stop_word(base, len(base) // 4), _stop_word(base, 2 * len(base) // 3)
     if len(base) < 12 or base.find(late) <= base.find(early) + len(early):
         pytest.skip(f"the model produced too little text to pick two stop strings: {base!r}")
     stops = [late, NEVER, early]
     expected = base[: _first_cut(base, stops)]
-    _expect(api.chat(feature="stop", max_tokens=24, stop=stops), stops, expected, base)
+    r = api.chat(feature="stop", model=api.target.chat_model, max_tokens=24, stop=stops)
+    _expect(r, stops, expected, base)
 
 
 def test_stop_overlapping(api: Api) -> None:
@@ -93,7 +94,8 @@ def test_stop_overlapping(api: Api) -> None:
     else:
         pytest.skip(f"no two overlapping stop strings found in {base!r}")
     stops = [inner, outer]
-    _expect(api.chat(stream=True, feature="stop", max_tokens=24, stop=stops), stops, base[: end - 2], base)
+    r = api.chat(stream=True, feature="stop", model=api.target.chat_model, max_tokens=24, stop=stops)
+    _expect(r, stops, base[: end - 2], base)
 
 
 def test_stop_spanning_chunks(api: Api) -> None:
@@ -107,4 +109,5 @@ def test_stop_spanning_chunks(api: Api) -> None:
             break
     else:
         pytest.skip(f"no stop string spanning three chunks found in {pieces!r}")
-    _expect(api.chat(stream=True, feature="stop", max_tokens=24, stop=stop), stop, base[: start - 1], base)
+    r = api.chat(stream=True, feature="stop", model=api.target.chat_model, max_tokens=24, stop=stop)
+    _expect(r, stop, base[: start - 1], base)

@@ -49,7 +49,27 @@ TOOLS: list[dict[str, Any]] = [
 ]
 ASK = [{"role": "user", "content": "What is the weather in Paris right now?"}]
 NAMED = {"type": "function", "function": {"name": "get_time"}}
-BOTH = "What is the weather in Paris, and what time is it in Tokyo? Call both tools."
+# One exchange with two parallel calls first: a small model imitates it where a request alone gets one call.
+_PARALLEL_CALLS = [
+    {
+        "id": "call_r",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"location": "Rome"}'},
+    },
+    {
+        "id": "call_l",
+        "type": "function",
+        "function": {"name": "get_time", "arguments": '{"timezone": "America/Lima"}'},
+    },
+]
+PARALLEL: list[dict[str, Any]] = [
+    {"role": "user", "content": "What is the weather in Rome, and what time is it in Lima?"},
+    {"role": "assistant", "content": None, "tool_calls": _PARALLEL_CALLS},
+    {"role": "tool", "tool_call_id": "call_r", "content": '{"sky": "sunny"}'},
+    {"role": "tool", "tool_call_id": "call_l", "content": '{"time": "10:00"}'},
+    {"role": "assistant", "content": "It is sunny in Rome, and 10:00 in Lima."},
+    {"role": "user", "content": "What is the weather in Paris, and what time is it in Tokyo?"},
+]
 
 
 def _tool_chat(api: Api, stream: bool = False, **kw: Any) -> ChatResult:
@@ -198,7 +218,7 @@ def _streamed_calls(r: ChatResult) -> dict[int, list[dict[str, Any]]]:
 
 def test_parallel_tool_call_indices(api: Api) -> None:
     """Parallel calls in a stream are numbered 0, 1, ... in order, each keeping its own index."""
-    r = _tool_chat(api, True, tool_choice="required", messages=[{"role": "user", "content": BOTH}])
+    r = _tool_chat(api, True, tool_choice="required", messages=PARALLEL)
     calls = _streamed_calls(r)
     indices = list(calls)
     if indices != list(range(len(indices))):

@@ -22,7 +22,7 @@ __all__ = ["TOKEN_SECONDS", "send_json", "serve_chat"]
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-TOKEN_SECONDS = 0.005  # per streamed token of an endless generation: 2,000 tokens take 10 s
+TOKEN_SECONDS = 0.025  # per streamed token of an endless generation: 400 tokens take 10 s
 PIN_SECONDS = 0.3  # pinned_sampling: a stream stays in flight this long after its first chunk
 
 
