@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import httpx
 import pytest
 
 from conformance.api import Api, ChatResult
@@ -152,15 +153,17 @@ def test_logit_bias_forces_token(api: Api) -> None:
 def _banned_first_tokens(api: Api, model: str) -> list[tuple[int, int, str]]:
     """Ban the token ids block by block; the blocks whose ban changed the greedy first token."""
     natural = api.chat(model=model, messages=FRANCE, max_tokens=1).content
+    api.chat(feature="logit_bias", model=model, messages=FRANCE, max_tokens=1, logit_bias={"0": -100})
     changed: list[tuple[int, int, str]] = []
     lo, size = 0, BAN_BLOCK
     while lo < BAN_IDS_MAX:
         bias = {str(i): -100 for i in range(lo, lo + size)}
-        resp = api.post(api.body(model=model, messages=FRANCE, max_tokens=1, logit_bias=bias))
-        if resp.status != 200:
-            if size == 1:  # not even one more id: the end of the vocabulary (or no logit_bias at all)
-                if lo == 0:
-                    api.refuse(resp, "logit_bias", f"logit_bias banning token id {lo}")
+        try:
+            resp = api.post(api.body(model=model, messages=FRANCE, max_tokens=1, logit_bias=bias))
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+            resp = None  # a server that closes on a body this large
+        if resp is None or resp.status != 200:
+            if size == 1:  # not even one more id: the end of the vocabulary
                 break
             size //= 2  # past the end of the vocabulary: narrow down to it
             continue
