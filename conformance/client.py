@@ -68,12 +68,15 @@ class RawResponse:
         return json.loads(self.text)
 
 
-def post_json(http: httpx.Client, path: str, body: Any, *, raw_body: bytes | None = None) -> RawResponse:
+def post_json(
+    http: httpx.Client, path: str, body: Any, *, raw_body: bytes | None = None, timeout: float | None = None
+) -> RawResponse:
     """POST a JSON body (or exact bytes) and return status, content type and text."""
+    limit: Any = timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT
     if raw_body is not None:
-        r = http.post(path, content=raw_body, headers={"Content-Type": "application/json"})
+        r = http.post(path, content=raw_body, headers={"Content-Type": "application/json"}, timeout=limit)
     else:
-        r = http.post(path, json=body)
+        r = http.post(path, json=body, timeout=limit)
     return RawResponse(r.status_code, r.headers.get("content-type", ""), r.text)
 
 

@@ -48,8 +48,9 @@ def _expect(r: ChatResult, stop: str | list[str], expected: str, base: str) -> N
         )
 
 
-def _streamed_base(api: Api) -> tuple[str, list[str]]:
-    """The unstopped greedy text of the language model and its chunks' contents."""
+@pytest.fixture(scope="module")
+def streamed_base(api: Api) -> tuple[str, list[str]]:
+    """The unstopped greedy text of the language model and its streamed chunks' contents."""
     r = api.chat(stream=True, model=api.target.chat_model, max_tokens=24)
     if r.content != api.chat(model=api.target.chat_model, max_tokens=24).content:
         pytest.skip("the stream differs from the JSON answer (see test_fold_equals_non_stream)")
@@ -69,9 +70,9 @@ def test_stop_trims(api: Api, stream: bool, as_list: bool) -> None:
     )
 
 
-def test_stop_several(api: Api) -> None:
+def test_stop_several(api: Api, streamed_base: tuple[str, list[str]]) -> None:
     """Of several stop strings the first to appear stops, wherever it is in the list."""
-    base = api.chat(model=api.target.chat_model, max_tokens=24).content
+    base = streamed_base[0]
     early, late = _stop_word(base, len(base) // 4), _stop_word(base, 2 * len(base) // 3)
     if len(base) < 12 or base.find(late) <= base.find(early) + len(early):
         pytest.skip(f"the model produced too little text to pick two stop strings: {base!r}")
@@ -81,9 +82,9 @@ def test_stop_several(api: Api) -> None:
     _expect(r, stops, expected, base)
 
 
-def test_stop_overlapping(api: Api) -> None:
+def test_stop_overlapping(api: Api, streamed_base: tuple[str, list[str]]) -> None:
     """Two overlapping stops: the shorter completes first and wins over the longer one begun earlier."""
-    base, pieces = _streamed_base(api)
+    base, pieces = streamed_base
     end = 0
     for k, piece in enumerate(pieces[:-1]):
         end += len(piece)
@@ -98,9 +99,9 @@ def test_stop_overlapping(api: Api) -> None:
     _expect(r, stops, base[: end - 2], base)
 
 
-def test_stop_spanning_chunks(api: Api) -> None:
+def test_stop_spanning_chunks(api: Api, streamed_base: tuple[str, list[str]]) -> None:
     """A stop string that spans three streamed chunks is still found, and none of it is sent."""
-    base, pieces = _streamed_base(api)
+    base, pieces = streamed_base
     start = 0
     for k in range(len(pieces) - 2):
         start += len(pieces[k])
