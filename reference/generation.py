@@ -24,7 +24,7 @@ from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
 from reference.protocol.grammar import GrammarConstraint, GrammarError, Grammars
 from reference.protocol.output import OutputPlan, plan_output
 from reference.protocol.params import RequestPlan, check_request, sampling_params
-from reference.protocol.prompt import render_prompt, to_template_messages
+from reference.protocol.prompt import check_prompt_size, render_prompt, to_template_messages
 from reference.protocol.streaming import CompletionMeta
 from reference.protocol.tools.formats import detect_format
 from reference.protocol.tools.parser import ToolCallParser
@@ -86,6 +86,7 @@ async def prepare(
     tokenizer = served.loaded.tokenizer
     output = plan_output(req, detect_format(tokenizer))
     messages = to_template_messages(req.messages)
+    check_prompt_size(messages, served.loaded.max_token_chars, served.engine.context_length)
     prompt_ids = await anyio.to_thread.run_sync(render_prompt, tokenizer, messages, output.prompt_tools)
     return plan, output, prompt_ids
 
