@@ -17,8 +17,8 @@ from typing import Any
 
 import anyio
 
-from reference.engine import QueueFull, SequenceHandle
-from reference.errors import ContextLengthExceeded, InvalidRequest, RateLimited, RequestTimeout
+from reference.engine import EngineUnavailable, QueueFull, SequenceHandle
+from reference.errors import ContextLengthExceeded, EngineDown, InvalidRequest, RateLimited, RequestTimeout
 from reference.loading import LoadedModel
 from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
 from reference.protocol.grammar import GrammarConstraint, GrammarError, Grammars
@@ -113,6 +113,10 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
     except QueueFull as exc:
         raise RateLimited(
             f"The server is at capacity for `{served.source.id}` ({exc}); retry shortly."
+        ) from exc
+    except EngineUnavailable as exc:
+        raise EngineDown(
+            f"`{served.source.id}` is unavailable ({exc}); it serves again once reloaded."
         ) from exc
     except ValueError as exc:  # the prompt alone fills the context
         raise ContextLengthExceeded(str(exc), param="messages") from exc
