@@ -21,7 +21,7 @@ def resolve_model(name: str) -> tuple[str, Path]:
     """A preset id or alias (materialized once, offline), or a local model directory."""
     from fixtures import get_preset, materialize
 
-    preset = get_preset(name)
+    preset = get_preset(name, perf=True)
     if preset is not None:
         return preset.id, materialize(preset)
     path = Path(name).expanduser()

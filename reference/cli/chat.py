@@ -201,7 +201,7 @@ def _extra_models(model: str) -> list[str]:
     own = get_preset(model)
     extra: list[str] = []
     for preset in PRESETS.values():
-        if preset is not own:
+        if preset is not own and not preset.perf_only:
             extra += ["--model", preset.id]
     return extra
 

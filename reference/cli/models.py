@@ -1,4 +1,8 @@
-"""``chatref models``: list the presets, or materialize them (``chatref models fetch``)."""
+"""``chatref models``: list the presets, or materialize them (``chatref models fetch``).
+
+``fetch`` with no names builds the servable presets; perf-only ones (random weights sized for a
+measurement, gigabytes) are built when named or when ``chatref perf`` first uses them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ __all__ = ["main"]
 def main(argv: list[str]) -> int:
     if argv and argv[0] == "fetch":
         logging.basicConfig(level="INFO", format="%(message)s")
-        names = argv[1:] or list(PRESETS)
+        names = argv[1:] or [p.id for p in PRESETS.values() if not p.perf_only]
         for name in names:
             preset = PRESETS.get(name)
             if preset is None:
@@ -22,5 +26,6 @@ def main(argv: list[str]) -> int:
         return 0
     for preset in PRESETS.values():
         state = "cached" if (preset.directory() / ".complete").exists() else "not fetched"
-        print(f"{preset.id:24} {state:12} {preset.description}")
+        kind = " [perf only]" if preset.perf_only else ""
+        print(f"{preset.id:24} {state:12} {preset.description}{kind}")
     return 0
