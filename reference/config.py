@@ -21,6 +21,7 @@ The config file::
     aliases = ["default"]
     quantization = "int8"
     speculative = "draft:tiny"    # or "prompt-lookup", "none"
+    compile = true                # torch.compile the decode step at load (default: off)
     pinned = true
 """
 
@@ -52,7 +53,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-
 _ATTN = re.compile(r"^[a-z0-9_|-]{1,64}$")  # no '/': a hub kernel id would be fetched from the hub
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-_MODE_KEYS = ("dtype", "device", "attn", "quantization", "speculative", "speculative_tokens")
+_MODE_KEYS = ("dtype", "device", "attn", "quantization", "speculative", "speculative_tokens", "compile")
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 _SERVER_KEYS = ("max_loaded", "idle_timeout", "allow_hub", "metrics", "metrics_require_key", *_MODE_KEYS)
 _MODEL_KEYS = ("id", "source", "aliases", "pinned", *_MODE_KEYS)
 
@@ -80,6 +82,7 @@ class ModeOptions:
     quantization: str | None = None
     speculative: str | None = None  # none | prompt-lookup | draft:<model id>
     speculative_tokens: int | None = None
+    compile: bool | None = None  # torch.compile the decode step when the model loads
 
     def over(self, base: ModeOptions) -> ModeOptions:
         mine = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -112,6 +115,12 @@ def _check_mode(key: str, value: Any, where: str) -> Any:
     def bad(expected: str) -> ConfigError:
         return ConfigError(f"{where}: {key} = {value!r}: expected {expected}")
 
+    if key == "compile":
+        if isinstance(value, str) and value.lower() in (*_TRUE, *_FALSE):
+            value = value.lower() in _TRUE
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
     if key == "speculative_tokens":
         if isinstance(value, str) and value.isdigit():
             value = int(value)

@@ -43,6 +43,7 @@ class ModelSource:
     aliases: tuple[str, ...] = ()
     mode: LoadMode = field(default_factory=LoadMode)
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
+    compile: bool = False  # compile the decode step when the engine starts
     pinned: bool = False
     kind: str = "preset"  # preset | dir | gguf | hub
     description: str = ""
@@ -218,7 +219,7 @@ class Registry:
         t0 = time.monotonic()
         progress = asyncio.ensure_future(self._heartbeat(source.id, t0))
 
-        def blocking() -> tuple[LoadedModel, LoadedModel | None]:
+        def blocking() -> tuple[LoadedModel, LoadedModel | None, Engine]:
             loaded = load_model(source.locate(), mode)
             draft = resident.loaded if resident else None
             if draft_source is not None and draft is None:
@@ -226,10 +227,10 @@ class Registry:
                 draft = load_model(draft_source.locate(), draft_source.mode)
             if draft is not None and draft.tokenizer.get_vocab() != loaded.tokenizer.get_vocab():
                 raise ValueError(f"draft model `{draft_id}` does not share the tokenizer of `{source.id}`")
-            return loaded, draft
+            return loaded, draft, self._engine(source, loaded, draft)  # compiling blocks: not on the loop
 
         try:
-            loaded, draft = await anyio.to_thread.run_sync(blocking)
+            loaded, draft, engine = await anyio.to_thread.run_sync(blocking)
         except SourceUnavailable as exc:
             log.warning("model %s is not available: %s", source.id, exc)
             raise NotFound(str(exc), param="model", code="model_not_found") from exc
@@ -239,16 +240,6 @@ class Registry:
             raise ModelLoadError(message, param="model") from exc
         finally:
             progress.cancel()
-        engine = Engine(
-            loaded.model,
-            context_length=loaded.context_length,
-            vocab_size=loaded.vocab_size,
-            name=source.id,
-            speculative=source.speculative if source.speculative.kind != "none" else None,
-            draft_model=draft.model if draft else None,
-            config=self.engine_config,
-            kv_cache_tokens=self.kv_cache_tokens,
-        )
         served = ServedModel(source, loaded, engine, draft)
         if source.id not in self._sources:
             self._add(source)
@@ -259,6 +250,19 @@ class Registry:
         )
         self._evict(room_for=0)  # another model may have finished loading meanwhile
         return served
+
+    def _engine(self, source: ModelSource, loaded: LoadedModel, draft: LoadedModel | None) -> Engine:
+        return Engine(
+            loaded.model,
+            context_length=loaded.context_length,
+            vocab_size=loaded.vocab_size,
+            name=source.id,
+            speculative=source.speculative if source.speculative.kind != "none" else None,
+            draft_model=draft.model if draft else None,
+            config=self.engine_config,
+            kv_cache_tokens=self.kv_cache_tokens,
+            compile=source.compile,
+        )
 
     async def _heartbeat(self, model_id: str, t0: float) -> None:
         while True:

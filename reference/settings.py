@@ -18,6 +18,7 @@ from pathlib import Path
 from fixtures import DEFAULT_MODEL, Preset, get_preset, materialize
 from reference.config import ConfigError, ConfigFile, ModelSpec, ModeOptions, is_hub_id, valid_model_id
 from reference.engine import SchedulerConfig
+from reference.engine.compiled import COMPILE_DEFAULT
 from reference.engine.speculative import SpeculativeConfig
 from reference.loading import LoadMode, SourceUnavailable
 from reference.quant import QUANT_MODES
@@ -200,6 +201,7 @@ def _source(
         aliases,
         _load_mode(options),
         speculative=_speculative(options),
+        compile=COMPILE_DEFAULT if options.compile is None else options.compile,
         pinned=spec.pinned,
         kind=kind,
         description=spec.source,

@@ -29,8 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help=f"servable model: [ID=]SOURCE[,key=value...], SOURCE a preset (or <preset>-int8, -bnb-8bit, "
         f"-bnb-4bit), a model DIR, a .gguf FILE or (with --allow-hub) a hub id; keys: alias, pinned, dtype, "
-        f"device, attn, quantization, speculative, speculative_tokens. Repeatable; the first model is the "
-        f"default and loads at start (default: {DEFAULT_MODEL})",
+        f"device, attn, quantization, speculative, speculative_tokens, compile. Repeatable; the first "
+        f"model is the default and loads at start (default: {DEFAULT_MODEL})",
     )
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML file of [[model]] tables and [server] keys"
@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--quantization", choices=QUANT_MODES, help="weights quantization (default: none)")
     modes.add_argument("--speculative", help="none, prompt-lookup or draft:<model id> (default: none)")
     modes.add_argument("--speculative-tokens", type=int, help="tokens proposed per verify step (default: 4)")
+    modes.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the decode step when a model loads, per batch bucket 1, 2, 4, ... "
+        "(minutes the first time, cached after; Llama-shaped models; default: off)",
+    )
     batch = p.add_argument_group("batching and KV memory of every model")
     batch.add_argument("--max-running", type=int, default=8, help="sequences decoded together (default: 8)")
     batch.add_argument(

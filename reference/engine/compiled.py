@@ -23,21 +23,38 @@ owner sets it. Knows nothing of sequences, sampling or scheduling.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import platformdirs
 import torch
 import torch.nn.functional as F
 
 from reference.engine.kv import SlotKV
 
-__all__ = ["CompiledDecoder", "bucket_for", "compile_unsupported", "decode_buckets"]
+__all__ = [
+    "COMPILE_DEFAULT",
+    "CompiledDecoder",
+    "bucket_for",
+    "compile_unsupported",
+    "decode_buckets",
+    "inductor_cache_dir",
+]
 
 log = logging.getLogger("chatref.compile")
 
 _ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
 _MIN_KEYS = 16  # attended lengths round up to this: fewer distinct shapes, never 0/1 (specialized)
+COMPILE_DEFAULT = False  # measured on the 2-core AVX2 box: see docs/perf.md, "Compiled decode"
+
+
+def inductor_cache_dir() -> Path:
+    """Where inductor keeps compiled kernels: ``<chatref cache>/inductor`` (``CHATREF_CACHE`` moves it)."""
+    env = os.environ.get("CHATREF_CACHE")
+    return (Path(env) if env else Path(platformdirs.user_cache_dir("chatref"))) / "inductor"
 
 
 def decode_buckets(max_batch: int) -> tuple[int, ...]:
@@ -61,6 +78,8 @@ def compile_unsupported(model: Any) -> str | None:
     inner = getattr(model, "model", None)
     if inner is None or not all(hasattr(inner, a) for a in ("layers", "embed_tokens", "rotary_emb", "norm")):
         return "the model does not have the usual embed_tokens / layers / rotary_emb / norm modules"
+    if any(type(m).__module__.startswith("bitsandbytes") for m in model.modules()):
+        return "bitsandbytes layers (their kernels are opaque to the compiler)"
     return None
 
 
@@ -132,6 +151,7 @@ class CompiledDecoder:
         self.buckets = decode_buckets(slots)
         self.scratch = slots  # the KV memory's extra slot: padded rows write there
         self._inner = model.model
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
         # every bucket of every compiled model recompiles the one layer function: raise the limit
         limit = 4 * len(self.buckets) + 16
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
@@ -165,9 +185,8 @@ class CompiledDecoder:
         for i, b in enumerate(self.buckets):
             t = time.perf_counter()
             self.decode([self.scratch] * b, [0] * b, [0] * b)
-            say(
-                f"compiled decode for batch {b} ({i + 1}/{len(self.buckets)}) in {time.perf_counter() - t:.1f} s"
-            )
+            took = time.perf_counter() - t
+            say(f"compiled decode for batch {b} ({i + 1}/{len(self.buckets)}) in {took:.1f} s")
         return time.perf_counter() - t0
 
     @torch.inference_mode()

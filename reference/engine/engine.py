@@ -22,11 +22,13 @@ import asyncio
 import functools
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from reference.engine.compiled import compile_unsupported
 from reference.engine.handle import SequenceHandle
 from reference.engine.runner import ModelRunner
 from reference.engine.sampling import SamplerState, sample
@@ -79,6 +81,7 @@ class Engine:
         draft_model: Any = None,  # speculative kind "draft": the proposing model
         config: SchedulerConfig | None = None,
         kv_cache_tokens: int | None = None,  # KV budget over all slots; default: a full context each
+        compile: bool = False,  # compile the decode step now (blocks: construct off the event loop)
     ) -> None:
         self.speculative = speculative
         self.draft_model = draft_model
@@ -88,7 +91,7 @@ class Engine:
         slots = self.config.max_running
         per_slot = context_length if kv_cache_tokens is None else max(2, kv_cache_tokens // slots)
         self.context_length = min(context_length, per_slot)  # prompt + output of one sequence
-        self.runner = ModelRunner(model, slots=slots, capacity=self.context_length)
+        self.runner = self._runner(model, slots, compile)
         self.stats = EngineStats()
         self._scheduler = Scheduler(self.config)
         self._cv = threading.Condition()
@@ -97,6 +100,22 @@ class Engine:
         self._deaths_in_a_row = 0
         self.forward_hook: Callable[[Round], None] | None = None  # tests inject faults here
         self._thread = self._start_worker()
+
+    def _runner(self, model: Any, slots: int, compile: bool) -> ModelRunner:
+        """The model's runner; compiled now when asked and the model allows (else eager, logged)."""
+        reason = compile_unsupported(model) if compile else None
+        if reason is not None:
+            log.warning("%s: not compiling the decode step (%s); decoding eager", self.name, reason)
+        if not compile or reason is not None:
+            return ModelRunner(model, slots=slots, capacity=self.context_length)
+        runner = ModelRunner(model, slots=slots, capacity=self.context_length, compile=True)
+        assert runner.compiled is not None
+        buckets = ", ".join(map(str, runner.compiled.buckets))
+        log.info("%s: compiling the decode step for batch %s (cache %s)", self.name, buckets,
+                 os.environ.get("TORCHINDUCTOR_CACHE_DIR"))  # fmt: skip
+        seconds = runner.compiled.warm_up(lambda line: log.info("%s: %s", self.name, line))
+        log.info("%s: decode step compiled in %.1f s", self.name, seconds)
+        return runner
 
     def _start_worker(self) -> threading.Thread:
         thread = threading.Thread(target=self._run, name=f"engine-{self.name}", daemon=True)

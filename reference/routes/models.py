@@ -38,6 +38,7 @@ def _mode(source: ModelSource, registry: Registry) -> dict[str, Any]:
         "attn": mode.attn_implementation or "default",
         "quantization": mode.quantization,
         "speculative": f"draft:{spec.draft}" if spec.kind == "draft" else spec.kind,
+        "compile": source.compile,
     }
     served = registry.served(source.id)
     if spec.kind != "none" and served is not None:
