@@ -140,7 +140,9 @@ def _epilogue(norm: Any, head: Any, h: torch.Tensor) -> torch.Tensor:
 class CompiledDecoder:
     """Decode steps of one model over its slot KV memory, compiled per batch bucket."""
 
-    def __init__(self, model: Any, kv: SlotKV, *, slots: int, capacity: int) -> None:
+    def __init__(
+        self, model: Any, kv: SlotKV, *, slots: int, capacity: int, buckets: tuple[int, ...] | None = None
+    ) -> None:
         reason = compile_unsupported(model)
         if reason is not None:
             raise ValueError(f"compiled decode unsupported: {reason}")
@@ -148,7 +150,9 @@ class CompiledDecoder:
         self.kv = kv
         self.device = model.device
         self.cuda = self.device.type == "cuda"
-        self.buckets = decode_buckets(slots)
+        self.buckets = buckets or decode_buckets(slots)
+        if self.buckets[-1] < slots:
+            raise ValueError(f"batch buckets {self.buckets} do not cover {slots} slots")
         self.scratch = slots  # the KV memory's extra slot: padded rows write there
         self._inner = model.model
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
@@ -218,9 +222,10 @@ class CompiledDecoder:
         return min(span, self.kv.max_capacity)
 
     def _mark_capacity(self) -> None:
-        """On CPU the KV capacity grows; its dimension is dynamic so growth never recompiles."""
+        """On CPU the KV capacity grows: its dimension is dynamic so growth never recompiles, and so
+        is the slot count, so one compiled bucket serves (and is cached for) any ``--max-running``."""
         if self.cuda or (self._marked and self._marked[0] is self.kv.keys[0]):
             return
         self._marked = [buf for buf in (*self.kv.keys, *self.kv.values) if buf is not None]
         for buf in self._marked:
-            torch._dynamo.mark_dynamic(buf, 2)
+            torch._dynamo.mark_dynamic(buf, (0, 2))

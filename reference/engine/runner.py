@@ -24,14 +24,24 @@ __all__ = ["ModelRunner"]
 
 
 class ModelRunner:
-    def __init__(self, model: Any, *, slots: int, capacity: int, compile: bool = False) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        slots: int,
+        capacity: int,
+        compile: bool = False,
+        buckets: tuple[int, ...] | None = None,  # compiled batch sizes; default 1, 2, 4, ... slots
+    ) -> None:
         self.model = model
         self.device = model.device
         self.slots = slots
         self.capacity = capacity  # positions per slot: a sequence's prompt + output
         layers = int(model.config.get_text_config().num_hidden_layers)
         self.kv = SlotKV(layers, slots + 1 if compile else slots, capacity)
-        self.compiled = CompiledDecoder(model, self.kv, slots=slots, capacity=capacity) if compile else None
+        self.compiled: CompiledDecoder | None = None
+        if compile:
+            self.compiled = CompiledDecoder(model, self.kv, slots=slots, capacity=capacity, buckets=buckets)
         self._cache_kw = cache_keyword(model)
         # sdpa takes a boolean mask; eager attention adds the mask to its scores
         self._bool_mask = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
