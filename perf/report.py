@@ -184,13 +184,17 @@ def write_roofline(doc: dict[str, Any], path: Path) -> None:
     ax.plot(grid, [gbps * 1e3 / x for x in grid], "k--", label=f"roofline {gbps:.1f} GB/s")
     ranked = sorted(zip(xs, modes, strict=True), key=lambda p: p[0])
     for i, (x, m) in enumerate(ranked):  # alternate label sides so neighbours do not overlap
-        marker = "^" if m.get("acceptance") is not None else "s" if m.get("compile_seconds") else "o"
+        compiled = bool(m.get("compile_seconds"))
+        marker = "^" if m.get("acceptance") is not None else "s" if compiled else "o"
         ax.scatter([x], [m["tokens_per_s"]], marker=marker, s=50, zorder=3)
+        # eager and compiled twins share x: compiled labels go right, eager ones left
+        side = 1 if compiled or m.get("acceptance") is not None else -1
         ax.annotate(
             f"{m['mode']} ({m['mbu']:.0%})",
             (x, m["tokens_per_s"]),
             textcoords="offset points",
-            xytext=(6, 5 if i % 2 == 0 else -12),
+            xytext=(6, 5 if i % 2 == 0 else -12) if side > 0 else (-7, -3),
+            ha="left" if side > 0 else "right",
             fontsize=8,
         )
     ax.set_xscale("log")
