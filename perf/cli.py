@@ -19,7 +19,7 @@ __all__ = ["main", "resolve_model", "run"]
 
 def resolve_model(name: str) -> tuple[str, Path]:
     """A preset id or alias (materialized once, offline), or a local model directory."""
-    from fixtures import get_preset, materialize
+    from reference.presets import get_preset, materialize
 
     preset = get_preset(name)
     if preset is not None:

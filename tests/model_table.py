@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from fixtures import DEFAULT_MODEL, PRESETS, TINY_MODEL, cache_dir, materialize
+from reference.presets import DEFAULT_MODEL, PRESETS, TINY_MODEL, cache_dir, materialize
 from tests.conftest import TIMEOUT
 from tests.server import RunningServer, serve
 

@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from fixtures import get_preset, materialize
 from fixtures.mcp_weather import forecast
+from reference.presets import get_preset, materialize
 from tests.server import RunningServer, serve
 
 pytest.importorskip("mcp")

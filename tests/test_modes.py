@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fixtures import DEFAULT_MODEL, TINY_MODEL
+from reference.presets import DEFAULT_MODEL, TINY_MODEL
 from tests.conftest import complete, usage_counts
 from tests.model_table import TableServer, ask, model_info, table_server
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures import TINY_MODEL, get_preset, materialize
 from reference.engine import SamplingParams
 from reference.engine.sampling import SamplerState, sample
+from reference.presets import TINY_MODEL, get_preset, materialize
 from reference.protocol.detokenize import IncrementalDetokenizer
 from reference.protocol.stops import StopMatcher
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fixtures import TINY_MODEL, get_preset, materialize
 from reference.engine import SamplingParams
+from reference.presets import TINY_MODEL, get_preset, materialize
 from reference.registry import ModelSource, Registry
 from tests.conftest import TIMEOUT, TINY, chat_body, sse_events
 from tests.server import serve

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from fixtures import DEFAULT_MODEL, PRESETS, TINY_MODEL
+from reference.presets import DEFAULT_MODEL, PRESETS, TINY_MODEL
 from tests.model_table import HUB_ID, TableServer, ask, model_info, table_server
 
 __all__ = ["table_server"]  # the fixture, imported so pytest finds it here

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from fixtures import get_preset, materialize
 from fixtures.tool_eval import generate_reply, parse_calls
+from reference.presets import get_preset, materialize
 from reference.protocol.tools.fallback import CALL_OPEN
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]

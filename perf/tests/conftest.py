@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import get_preset, materialize
 from perf.tests.scripted_server import ScriptedServer
 from reference.loading import LoadedModel, LoadMode, load_model
+from reference.presets import get_preset, materialize
 
 
 @pytest.fixture(scope="session")

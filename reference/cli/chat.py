@@ -27,13 +27,13 @@ from typing import Any
 import openai
 from rich.console import Console
 
-from fixtures.presets import DEFAULT_MODEL, PRESETS, get_preset
 from reference.cli.chat_commands import CommandContext, dispatch, is_command
 from reference.cli.chat_flags import FlagError, parse_flags
 from reference.cli.chat_render import Renderer
 from reference.cli.chat_session import ChatSession
 from reference.cli.chat_turn import describe_error, stream_answer
 from reference.launch import BackgroundServer, ServerStartError
+from reference.presets import DEFAULT_MODEL, PRESETS, get_preset
 
 __all__ = ["ChatArgs", "build_parser", "chat_loop", "main", "parse_args"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from fixtures import PRESETS, materialize
+from reference.presets import PRESETS, materialize
 
 __all__ = ["main"]
 
