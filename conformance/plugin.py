@@ -19,6 +19,7 @@ import pytest
 
 from conformance.client import Target
 from conformance.fuzz import Figures
+from conformance.launcher import DEFAULT_MODELS, start_reference
 from conformance.report import Report
 
 __all__ = [
@@ -62,7 +63,7 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
             "default": None,
             "metavar": "NAME",
             "help": "model used by the few checks that need real language (default: --model; "
-            "self-started: smollm2-135m-instruct)",
+            f"self-started: {DEFAULT_MODELS[1]})",
         },
     ),
     (
@@ -265,8 +266,6 @@ def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         report.target = {"base_url": target.base_url, "model": model, "self_started": False}
         yield target
         return
-    from conformance.launcher import DEFAULT_MODELS, start_reference
-
     try:
         server = start_reference(DEFAULT_MODELS, float(opt("conformance_startup_timeout")))
     except Exception as e:  # the reference server may be absent or broken; fail, never hang

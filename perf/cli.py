@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from reference.presets import DEFAULT_MODEL
+
 __all__ = ["main", "resolve_model", "run"]
 
 
@@ -39,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Server load benchmark: chatref perf load --help; chatref perf load-report --help. "
         "Soak (reliability under abuse): chatref perf soak --help",
     )
-    p.add_argument("--model", default="smollm2-135m-instruct", help="preset id/alias or model directory")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="preset id/alias or model directory")
     p.add_argument(
         "--modes", nargs="+", default=list(DEFAULT_MODES), help=f"any of: {' '.join(DEFAULT_MODES)}"
     )

@@ -10,18 +10,15 @@ import asyncio
 import dataclasses
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
 from reference.engine import QueueFull, SequenceHandle
 from reference.errors import ContextLengthExceeded, InvalidRequest, RateLimited, RequestTimeout
-from reference.loading import LoadedModel
 from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
-from reference.protocol.grammar import GrammarConstraint, GrammarError, Grammars
+from reference.protocol.grammar import GrammarConstraint, GrammarError
 from reference.protocol.output import OutputPlan, plan_output
 from reference.protocol.params import RequestPlan, check_request, sampling_params
 from reference.protocol.prompt import render_prompt, to_template_messages
@@ -32,9 +29,6 @@ from reference.registry import ServedModel
 from reference.schemas import ChatCompletionRequest
 
 __all__ = ["Generation", "prepare", "start", "with_deadline"]
-
-# One llguidance tokenizer and grammar cache per loaded tokenizer, dropped with the model.
-_GRAMMARS: weakref.WeakKeyDictionary[Any, Grammars] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -62,18 +56,11 @@ class Generation:
             h.on_close(one_closed)
 
 
-def _grammars(loaded: LoadedModel) -> Grammars:
-    g = _GRAMMARS.get(loaded.tokenizer)
-    if g is None:
-        g = _GRAMMARS[loaded.tokenizer] = Grammars(loaded.tokenizer, loaded.vocab_size, loaded.eos_token_ids)
-    return g
-
-
-def _constraints(loaded: LoadedModel, output: OutputPlan, n: int) -> list[GrammarConstraint | None]:
+def _constraints(served: ServedModel, output: OutputPlan, n: int) -> list[GrammarConstraint | None]:
     if output.grammar is None:
         return [None] * n
     try:
-        return [_grammars(loaded).constraint(output.grammar) for _ in range(n)]
+        return [served.grammars.constraint(output.grammar) for _ in range(n)]
     except GrammarError as exc:
         raise InvalidRequest(f"the schema could not be compiled: {exc}", param=output.grammar_param) from exc
 
@@ -101,7 +88,7 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
         vocab_size=loaded.vocab_size,
         defaults=loaded.sampling_defaults,
     )
-    constraints = await anyio.to_thread.run_sync(_constraints, loaded, output, plan.n)
+    constraints = await anyio.to_thread.run_sync(_constraints, served, output, plan.n)
     # choice i of a seeded request is reproducible on its own, and differs from choice 0
     per_choice = [
         dataclasses.replace(params, seed=None if params.seed is None else params.seed + i)

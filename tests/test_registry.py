@@ -15,7 +15,7 @@ from reference.config import ConfigError, is_hub_id, parse_model_spec
 from reference.loading import SourceUnavailable
 from reference.presets import DEFAULT_MODEL, PRESETS, TINY_MODEL, materialize
 from reference.settings import hub_source, model_source
-from tests.conftest import TIMEOUT, chat_body
+from tests.helpers import TIMEOUT, chat_body
 from tests.server import serve
 
 

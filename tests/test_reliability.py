@@ -16,7 +16,7 @@ import pytest
 from reference.engine import SamplingParams
 from reference.presets import TINY_MODEL, get_preset, materialize
 from reference.registry import ModelSource, Registry
-from tests.conftest import TIMEOUT, TINY, chat_body, sse_events
+from tests.helpers import TIMEOUT, TINY, chat_body, sse_events
 from tests.server import serve
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from reference.presets import DEFAULT_MODEL
+
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
@@ -74,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     t = p.add_argument_group("target")
     t.add_argument("--base-url", help="server to load, ending in /v1 (default: self-start chatref serve)")
-    t.add_argument("--model", default="smollm2-135m-instruct", help="model to request (and to serve)")
+    t.add_argument("--model", default=DEFAULT_MODEL, help="model to request (and to serve)")
     t.add_argument("--api-key", help="sent as Authorization: Bearer KEY")
     t.add_argument("--allow-remote", action="store_true", help="allow a --base-url that is not loopback")
     t.add_argument("--label", help="name of this server in tables and plots")

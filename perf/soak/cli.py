@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from reference.presets import DEFAULT_MODEL
+
 __all__ = ["main"]
 
 
@@ -26,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     t = p.add_argument_group("target")
     t.add_argument("--base-url", help="server to soak, ending in /v1 (default: self-start chatref serve)")
-    t.add_argument("--model", default="smollm2-135m-instruct", help="model to request (and to serve)")
+    t.add_argument("--model", default=DEFAULT_MODEL, help="model to request (and to serve)")
     t.add_argument("--api-key", help="sent as Authorization: Bearer KEY")
     t.add_argument("--allow-remote", action="store_true", help="allow a --base-url that is not loopback")
     t.add_argument("--serve-args", default="", help="extra `chatref serve` flags when self-starting")
