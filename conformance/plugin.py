@@ -54,7 +54,8 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "NAME",
-            "help": "model id to request (default: the first id from GET /models)",
+            "help": "model id to request (default: the first id from GET /models; "
+            f"self-started: {DEFAULT_MODELS[0]})",
         },
     ),
     (
@@ -63,8 +64,8 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "NAME",
-            "help": "model used by the few checks that need real language (default: --model; "
-            f"self-started: {DEFAULT_MODELS[1]})",
+            "help": "model used by the few checks that need real language: structured output, penalties, "
+            f"one reply (default: --model; self-started: {DEFAULT_MODELS[1]})",
         },
     ),
     (
@@ -73,7 +74,8 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "KEY",
-            "help": "bearer key to send; also enables the 401 auth checks (default: none)",
+            "help": "bearer key to send; also enables the 401 auth checks "
+            "(default: none; self-started: a random key)",
         },
     ),
     (

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from reference.presets import DEFAULT_MODEL
 
-__all__ = ["main", "resolve_model", "run"]
+__all__ = ["build_parser", "main", "resolve_model", "run"]
 
 
 def resolve_model(name: str) -> tuple[str, Path]:
@@ -32,7 +32,7 @@ def resolve_model(name: str) -> tuple[str, Path]:
     return path.name, path
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     from perf.decode import DEFAULT_MODES
 
     p = argparse.ArgumentParser(
@@ -117,7 +117,7 @@ def main(argv: list[str]) -> int:
         return soak(argv[1:])
     from perf import gate
 
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     doc = run(args)
     if args.write_baseline:
         args.write_baseline.write_text(json.dumps(gate.make_baseline(doc), indent=2) + "\n")

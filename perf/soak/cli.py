@@ -16,10 +16,10 @@ from typing import Any
 
 from reference.presets import DEFAULT_MODEL
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chatref perf soak",
         description="Soak an OpenAI-compatible chat server with a seeded mix of valid, abandoned and "
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> int:
     from perf.load.cli import target_server
     from perf.soak.report import render_table, write_json, write_markdown
 
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     _check(args)
     with target_server(args, "chatref perf soak") as (base_url, pid):
         doc = _run(args, base_url, pid)
