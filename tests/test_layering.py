@@ -9,7 +9,8 @@
   no other dynamic import names a package outside the runtime.
 - ``conformance`` imports ``reference`` only to launch it as a subprocess: ``reference.launch``,
   from ``conformance/launcher.py`` alone, so the checks share no code with what they judge.
-- ``fixtures`` may import ``reference``; nothing in ``reference`` or ``conformance`` imports it.
+- ``perf`` and ``fixtures`` may import ``reference`` (and ``wire``), not each other, not
+  ``conformance`` and not the tests; nothing in ``reference`` or ``conformance`` imports them.
 - Test modules import shared helpers from ``tests/helpers.py``, never from a ``conftest``.
 """
 
@@ -109,6 +110,11 @@ def test_the_runtimes_only_dynamic_import_outside_it_is_the_tool_fixture_builder
 def test_conformance_imports_the_runtime_only_to_launch_it() -> None:
     into = _into(_all_imports("conformance"), "reference", "fixtures", "perf")
     assert {(i.file, i.module) for i in into} == {("conformance/launcher.py", "reference.launch")}
+
+
+def test_perf_and_fixtures_stay_off_each_other_and_conformance() -> None:
+    assert _into(_all_imports("perf"), "conformance", "fixtures", "tests") == []
+    assert _into(_all_imports("fixtures"), "conformance", "perf", "tests") == []
 
 
 def test_nothing_imports_a_conftest() -> None:
