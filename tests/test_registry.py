@@ -58,8 +58,8 @@ def test_preset_variants_flags_and_config_layers(tmp_path: Path) -> None:
     s = settings_from_args(["--config", str(config), "--model", "tiny-bnb-4bit", "--dtype", "float32"])
     assert s.max_loaded == 3
     table = {src.id: src for src in s.sources()}
-    assert list(table) == ["tiny-random-llama-bnb-4bit", "spec"]  # flags' models first: the default
-    variant = table["tiny-random-llama-bnb-4bit"]
+    assert list(table) == [f"{TINY_MODEL}-bnb-4bit", "spec"]  # flags' models first: the default
+    variant = table[f"{TINY_MODEL}-bnb-4bit"]
     assert variant.aliases == ("tiny-bnb-4bit",) and variant.mode.quantization == "bnb-4bit"
     assert variant.mode.dtype == "float32"  # the flag over the file's [server]
     spec = table["spec"]
