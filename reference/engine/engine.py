@@ -100,15 +100,24 @@ class Engine:
         params: list[SamplingParams],
         constraints: Collection[TokenConstraint | None],
     ) -> list[SequenceHandle]:
-        """Queue sequences over one prompt, all or none; call from the event loop.
+        """Queue sequences over one prompt, all or none; see :meth:`submit_all`."""
+        return self.submit_all([prompt_ids] * len(params), params, constraints)
 
-        Raises ``ValueError`` when the prompt does not fit and :class:`QueueFull` past the queue.
+    def submit_all(
+        self,
+        prompts: list[list[int]],
+        params: list[SamplingParams],
+        constraints: Collection[TokenConstraint | None],
+    ) -> list[SequenceHandle]:
+        """Queue sequences, each over its own prompt, all or none; call from the event loop.
+
+        Raises ``ValueError`` when a prompt does not fit and :class:`QueueFull` past the queue.
         """
-        if len(prompt_ids) >= self.context_length:
+        if any(len(prompt_ids) >= self.context_length for prompt_ids in prompts):
             raise ValueError("prompt does not fit the context window")
         loop = asyncio.get_running_loop()
         seqs = []
-        for p, c in zip(params, constraints, strict=True):
+        for prompt_ids, p, c in zip(prompts, params, constraints, strict=True):
             handle = SequenceHandle(loop)
             seq = Sequence(next(self._ids), list(prompt_ids), p, handle, SamplerState(p, self.vocab_size), c,
                            self.context_length, proposer=self._proposer(p, c))  # fmt: skip
