@@ -26,6 +26,7 @@ from reference.metrics import ENGINES
 from reference.registry import Registry
 from reference.responses.store import ResponseStore
 from reference.routes.chat import create_chat_completion
+from reference.routes.completions import create_completion
 from reference.routes.metrics import http_metrics_middleware, metrics_controller
 from reference.routes.models import get_model, health, list_models
 from reference.routes.responses import create_response, delete_response, get_response
@@ -125,7 +126,15 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Litestar
 
     guards = [_api_key_guard(settings.api_key)] if settings.api_key else []
     store = ResponseStore(settings.responses_store_size)
-    routes = [create_chat_completion, create_response, get_response, delete_response, list_models, get_model]
+    routes = [
+        create_chat_completion,
+        create_completion,
+        create_response,
+        get_response,
+        delete_response,
+        list_models,
+        get_model,
+    ]
     v1 = Router("/v1", route_handlers=routes, guards=guards)
     cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
     handlers: list[Any] = [v1, health]

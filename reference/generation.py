@@ -104,9 +104,11 @@ async def launch(
     *,
     id_prefix: str = "chatcmpl",
     prompt_param: str = "messages",
+    prompt_logprobs: int | None = None,
 ) -> Generation:
     """``plan.n`` sequences per prompt, sampled as ``req`` says; choice ``p * n + j`` is prompt
-    ``p``'s ``j``-th. ``req`` carries the sampling fields only: the prompts are already ids."""
+    ``p``'s ``j``-th. ``req`` carries the sampling fields only: the prompts are already ids.
+    With ``prompt_logprobs`` each choice's first delta scores its prompt's tokens."""
     loaded = served.loaded
     n = plan.n
     per_prompt = [
@@ -126,7 +128,7 @@ async def launch(
         constraints = await anyio.to_thread.run_sync(_constraints, loaded, output, n * len(prompts))
     # choice j of a seeded request is reproducible on its own, and differs from choice 0
     params = [
-        dataclasses.replace(p, seed=None if p.seed is None else p.seed + j)
+        dataclasses.replace(p, seed=None if p.seed is None else p.seed + j, prompt_logprobs=prompt_logprobs)
         for p in per_prompt
         for j in range(n)
     ]

@@ -7,13 +7,21 @@ callers hand it prompt ids and :class:`SamplingParams` and read back :class:`Tok
 from reference.engine.engine import Engine, EngineStats
 from reference.engine.handle import SequenceHandle
 from reference.engine.scheduler import QueueFull, SchedulerConfig
-from reference.engine.types import EngineFailure, FinishReason, SamplingParams, TokenConstraint, TokenEvent
+from reference.engine.types import (
+    EngineFailure,
+    FinishReason,
+    PromptLogprobs,
+    SamplingParams,
+    TokenConstraint,
+    TokenEvent,
+)
 
 __all__ = [
     "Engine",
     "EngineFailure",
     "EngineStats",
     "FinishReason",
+    "PromptLogprobs",
     "QueueFull",
     "SamplingParams",
     "SchedulerConfig",

@@ -25,7 +25,7 @@ from typing import Any
 
 from reference.engine.handle import SequenceHandle
 from reference.engine.runner import ModelRunner
-from reference.engine.sampling import SamplerState, sample
+from reference.engine.sampling import SamplerState, prompt_logprobs, sample
 from reference.engine.scheduler import QueueFull, Round, Scheduler, SchedulerConfig
 from reference.engine.sequence import Sequence, State
 from reference.engine.speculative import (
@@ -35,7 +35,7 @@ from reference.engine.speculative import (
     SpeculativeConfig,
     verify_step,
 )
-from reference.engine.types import EngineFailure, SamplingParams, TokenConstraint, TokenEvent
+from reference.engine.types import EngineFailure, PromptLogprobs, SamplingParams, TokenConstraint, TokenEvent
 
 __all__ = ["Engine", "EngineStats", "QueueFull"]
 
@@ -239,7 +239,14 @@ class Engine:
 
     def _prefill(self, seq: Sequence, n: int) -> None:
         chunk = seq.prompt_ids[seq.computed : seq.computed + n]
-        logits = self.runner.prefill(seq.slot, chunk, seq.computed)  # [vocab]
+        k = seq.params.prompt_logprobs
+        if k is None:
+            logits = self.runner.prefill(seq.slot, chunk, seq.computed)  # [vocab]
+        else:  # every position's logits: position i scores prompt token i + 1
+            rows = self.runner.verify(seq.slot, chunk, seq.computed)  # [n, vocab]
+            targets = seq.prompt_ids[seq.computed + 1 : seq.computed + n + 1]
+            seq.handle.post(PromptLogprobs(seq.computed + 1, prompt_logprobs(rows, targets, k)))
+            logits = rows[-1]
         self._scheduler.slots.extend(seq.slot, chunk)
         seq.computed += n
         if seq.prompt_left == 0:
