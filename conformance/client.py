@@ -24,6 +24,7 @@ __all__ = [
     "make_http",
     "make_sdk",
     "parse_sse",
+    "parse_sse_named",
     "post_json",
     "post_stream",
 ]
@@ -108,25 +109,34 @@ class SSEStream:
 
 def parse_sse(text: str) -> tuple[list[str], list[str]]:
     """Split an SSE body into event data strings; returns (events, malformed blocks)."""
-    events: list[str] = []
+    named, malformed = parse_sse_named(text)
+    return [data for _, data in named], malformed
+
+
+def parse_sse_named(text: str) -> tuple[list[tuple[str | None, str]], list[str]]:
+    """Split an SSE body into (``event:`` name or None, data) pairs; returns (events, malformed)."""
+    events: list[tuple[str | None, str]] = []
     malformed: list[str] = []
     norm = text.replace("\r\n", "\n").replace("\r", "\n")
     for block in norm.split("\n\n"):
         if not block.strip():
             continue
         data_lines: list[str] = []
+        name: str | None = None
         ok = True
         for line in block.split("\n"):
-            if line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith(":") or line.startswith(("id:", "retry:")):
                 continue
-            if line.startswith("data:"):
+            elif line.startswith("data:"):
                 data_lines.append(line[5:].removeprefix(" "))
             else:
                 ok = False
         if not ok or not data_lines:
             malformed.append(block[:120])
             continue
-        events.append("\n".join(data_lines))
+        events.append((name, "\n".join(data_lines)))
     return events, malformed
 
 

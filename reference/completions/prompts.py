@@ -66,11 +66,12 @@ def _prompt_ids(
     """Token ids per prompt and each prompt's text (decoded, for a token-id prompt)."""
     if isinstance(prompt, list) and not prompt:
         raise InvalidRequest(f"`prompt` must not be empty; it is {_FORMS}", param="prompt")
-    items: list[Any] = [prompt] if isinstance(prompt, str) or _is_ids(prompt) else prompt
+    single = isinstance(prompt, str) or _is_ids(prompt)
+    items: list[Any] = [prompt] if single else prompt
     ids: list[list[int]] = []
     texts: list[str] = []
     for i, item in enumerate(items):
-        where = "prompt" if len(items) == 1 else f"prompt[{i}]"
+        where = "prompt" if single else f"prompt[{i}]"
         if isinstance(item, str):
             tokens = [int(t) for t in tokenizer(item, add_special_tokens=True)["input_ids"]]
             text = item
