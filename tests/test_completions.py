@@ -73,7 +73,7 @@ def test_sdk_stream(client: openai.OpenAI) -> None:
 
 
 def test_stream_folds_to_the_json_response(http: httpx.Client) -> None:
-    body = {"n": 2, "prompt": [PROMPT, "Hello"], "logprobs": 2, "echo": True}
+    body: dict[str, Any] = {"n": 2, "prompt": [PROMPT, "Hello"], "logprobs": 2, "echo": True}
     plain, streamed = _complete(http, **body), _complete(http, True, **body)
     assert [c["text"] for c in streamed["choices"]] == [c["text"] for c in plain["choices"]]
     assert [c["logprobs"]["tokens"] for c in streamed["choices"]] == [

@@ -67,7 +67,7 @@ def _prompt_ids(
     if isinstance(prompt, list) and not prompt:
         raise InvalidRequest(f"`prompt` must not be empty; it is {_FORMS}", param="prompt")
     single = isinstance(prompt, str) or _is_ids(prompt)
-    items: list[Any] = [prompt] if single else prompt
+    items: list[Any] = [prompt] if isinstance(prompt, str) or single else prompt
     ids: list[list[int]] = []
     texts: list[str] = []
     for i, item in enumerate(items):
