@@ -82,7 +82,7 @@ def test_completion_object(api: Api, stream: bool) -> None:
         raise ConformanceError("the folded stream's text differs from the JSON response's")
 
 
-def test_sdk_create_and_stream(api: Api) -> None:
+def test_completions_sdk(api: Api) -> None:
     kw: dict[str, Any] = {"model": api.target.model, "prompt": PROMPT, "max_tokens": 6, "temperature": 0}
     made = api.sdk_call(FEATURE, "completions.create", lambda: api.sdk.completions.create(**kw))
     chunks = api.sdk_call(
@@ -95,7 +95,7 @@ def test_sdk_create_and_stream(api: Api) -> None:
         )
 
 
-def test_max_tokens_exact(api: Api, stream: bool) -> None:
+def test_completion_max_tokens_exact(api: Api, stream: bool) -> None:
     r = _complete(api, stream, max_tokens=5)
     if r.choice()["finish_reason"] != "length":
         raise ConformanceError(f"max_tokens=5 on a long text finished with {r.choice()['finish_reason']!r}")
@@ -149,12 +149,12 @@ def _check_logprobs(lp: Any, count: int, k: int, where: str) -> None:
         raise ConformanceError(f"{where}: text_offset must not decrease: {offsets}")
 
 
-def test_logprobs_shape(api: Api, stream: bool) -> None:
+def test_completion_logprobs_shape(api: Api, stream: bool) -> None:
     r = _complete(api, stream, feature="completions logprobs", logprobs=2, max_tokens=5)
     _check_logprobs(r.choice()["logprobs"], 5, 2, "logprobs=2")
 
 
-def test_echo(api: Api) -> None:
+def test_completion_echo(api: Api) -> None:
     plain = _complete(api, max_tokens=4).choice()["text"]
     echoed = _complete(api, feature="completions echo", echo=True, max_tokens=4).choice()["text"]
     if echoed != PROMPT + plain:
@@ -163,7 +163,7 @@ def test_echo(api: Api) -> None:
         )
 
 
-def test_echo_scores_the_prompt(api: Api) -> None:
+def test_completion_echo_scores_the_prompt(api: Api) -> None:
     """What evaluation harnesses send to score a text: echo, logprobs, one token."""
     r = _complete(api, feature="completions echo logprobs", echo=True, logprobs=1, max_tokens=1)
     lp = r.choice()["logprobs"] or {}
@@ -178,7 +178,7 @@ def test_echo_scores_the_prompt(api: Api) -> None:
     _check_logprobs(rest, n, 1, "echo logprobs")
 
 
-def test_stop_trims(api: Api) -> None:
+def test_completion_stop_trims(api: Api) -> None:
     text = _complete(api, max_tokens=12).choice()["text"]
     stop = text[len(text) // 2 : len(text) // 2 + 3]
     if len(stop.strip()) < 2:
@@ -188,7 +188,7 @@ def test_stop_trims(api: Api) -> None:
         raise ConformanceError(f"stop {stop!r}: got {describe(r['text'], 60)} ({r['finish_reason']})")
 
 
-def test_include_usage(api: Api) -> None:
+def test_completion_include_usage(api: Api) -> None:
     r = _complete(api, True, stream_options={"include_usage": True})
     *body, last = r.chunks
     if last.get("choices") != [] or not isinstance(last.get("usage"), dict):

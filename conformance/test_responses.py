@@ -196,7 +196,7 @@ def _order(events: list[dict[str, Any]]) -> None:
             )
 
 
-def test_stream_event_order(api: Api) -> None:
+def test_response_event_order(api: Api) -> None:
     _order(_events(api))
 
 
@@ -219,7 +219,7 @@ def test_stream_folds_to_the_response(api: Api) -> None:
         )
 
 
-def test_sdk_create_and_stream(api: Api) -> None:
+def test_responses_sdk_create_and_stream(api: Api) -> None:
     kw: dict[str, Any] = {"model": api.target.chat_model, "input": "Say hello.", "max_output_tokens": 48}
     made = api.sdk_call(FEATURE, "responses.create", lambda: api.sdk.responses.create(temperature=0, **kw))
     if not isinstance(made.output_text, str) or made.object != "response":
