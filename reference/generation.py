@@ -11,7 +11,7 @@ import dataclasses
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +28,10 @@ from reference.protocol.prompt import render_prompt, to_template_messages
 from reference.protocol.streaming import CompletionMeta
 from reference.protocol.tools.formats import detect_format
 from reference.protocol.tools.parser import ToolCallParser
-from reference.registry import ServedModel
+from reference.registry import Registry, ServedModel
 from reference.schemas import ChatCompletionRequest
 
-__all__ = ["Generation", "launch", "prepare", "start", "with_deadline"]
+__all__ = ["Generation", "launch", "leased", "prepare", "start", "with_deadline"]
 
 # One llguidance tokenizer and grammar cache per loaded tokenizer, dropped with the model.
 _GRAMMARS: weakref.WeakKeyDictionary[Any, Grammars] = weakref.WeakKeyDictionary()
@@ -164,6 +164,20 @@ async def launch(
         cached_tokens=lambda: sum(h.cached_tokens for h in handles[::n]),
     )
     return Generation(plan, meta, merge_choices(streams), handles)
+
+
+async def leased(
+    registry: Registry, model: str, begin: Callable[[ServedModel], Awaitable[Generation]]
+) -> Generation:
+    """``begin`` on ``model``, leased from ``registry`` until the engine closes the last sequence."""
+    lease = await registry.lease(model)
+    try:
+        gen = await begin(lease.served)
+    except BaseException:
+        lease.release()
+        raise
+    gen.when_done(lease.release)
+    return gen
 
 
 async def with_deadline(deltas: AsyncIterator[ChoiceDelta], seconds: float) -> AsyncIterator[ChoiceDelta]:

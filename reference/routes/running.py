@@ -1,6 +1,6 @@
 """Running one generation for an HTTP request, whatever API it came through.
 
-Owns the model lease (held until the engine closes the last sequence), the request deadline,
+Owns starting under a model lease (:func:`reference.generation.leased`), the request deadline,
 the metrics observation (wrapped once around the delta stream, before the two renderings
 split, so both modes count the same tokens and finish reasons) and the two ways to answer: an
 SSE stream, or one JSON body while watching the connection so that a client that gives up
@@ -19,7 +19,7 @@ from typing import Any
 from litestar import Request
 from litestar.response import Response, Stream
 
-from reference.generation import Generation, with_deadline
+from reference.generation import Generation, leased, with_deadline
 from reference.metrics import RequestObservation
 from reference.registry import Registry, ServedModel
 from reference.schemas import encode
@@ -39,13 +39,7 @@ async def begin(
 ) -> Running:
     """Lease ``model``, start the generation on it and wrap its deltas (deadline, metrics)."""
     arrival = time.perf_counter()
-    lease = await registry.lease(model)  # held until the engine closes the last sequence
-    try:
-        gen = await start(lease.served)
-    except BaseException:
-        lease.release()
-        raise
-    gen.when_done(lease.release)
+    gen = await leased(registry, model, start)
     if request_timeout is not None:
         gen.deltas = with_deadline(gen.deltas, request_timeout)
     seen = _observed(gen, arrival) if metrics else None
