@@ -19,6 +19,7 @@ from reference.errors import InvalidRequest, Unsupported
 from reference.generation import Generation, launch
 from reference.protocol.detokenize import ids_text, token_text
 from reference.protocol.params import check_request
+from reference.protocol.prompt import check_prompt_size
 from reference.registry import ServedModel
 from reference.schemas import ChatCompletionRequest
 
@@ -115,6 +116,11 @@ def _sampling(req: CompletionRequest, max_tokens: int) -> ChatCompletionRequest:
 async def start_completion(req: CompletionRequest, served: ServedModel) -> CompletionRun:
     _check(req)
     loaded = served.loaded
+    for text in [req.prompt] if isinstance(req.prompt, str) else req.prompt:
+        if isinstance(text, str):  # cheap, before a huge text is tokenized
+            check_prompt_size(
+                [{"content": text}], loaded.max_token_chars, served.engine.context_length, param="prompt"
+            )
     ids, texts = await anyio.to_thread.run_sync(_prompt_ids, req.prompt, loaded.tokenizer, loaded.vocab_size)
     if req.max_tokens is not None:
         max_tokens = max(1, req.max_tokens)  # 0: one token is generated, and dropped
