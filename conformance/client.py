@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import openai
 
-from wire import ChunkFolder, fold_chunks, parse_sse
+from wire import ChunkFolder, fold_chunks, fold_text_chunks, parse_sse, parse_sse_named
 
 __all__ = [
     "ChunkFolder",
@@ -25,9 +25,11 @@ __all__ = [
     "SSEStream",
     "Target",
     "fold_chunks",
+    "fold_text_chunks",
     "make_http",
     "make_sdk",
     "parse_sse",
+    "parse_sse_named",
     "post_json",
     "post_stream",
 ]

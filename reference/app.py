@@ -24,9 +24,12 @@ from litestar.handlers.base import BaseRouteHandler
 from reference.errors import APIError, AuthenticationError, envelope
 from reference.metrics import ENGINES
 from reference.registry import Registry
+from reference.responses.store import ResponseStore
 from reference.routes.chat import create_chat_completion
+from reference.routes.completions import create_completion
 from reference.routes.metrics import http_metrics_middleware, metrics_controller
 from reference.routes.models import get_model, health, list_models
+from reference.routes.responses import create_response, delete_response, get_response
 from reference.settings import Settings
 
 __all__ = ["create_app"]
@@ -121,7 +124,17 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Litestar
             registry.close()
 
     guards = [_api_key_guard(settings.api_key)] if settings.api_key else []
-    v1 = Router("/v1", route_handlers=[create_chat_completion, list_models, get_model], guards=guards)
+    store = ResponseStore(settings.responses_store_size)
+    routes = [
+        create_chat_completion,
+        create_completion,
+        create_response,
+        get_response,
+        delete_response,
+        list_models,
+        get_model,
+    ]
+    v1 = Router("/v1", route_handlers=routes, guards=guards)
     cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
     handlers: list[Any] = [v1, health]
     if settings.metrics:
@@ -130,6 +143,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Litestar
         route_handlers=handlers,
         dependencies={
             "registry": Provide(lambda: registry, sync_to_thread=False),
+            "responses": Provide(lambda: store, sync_to_thread=False),
             "metrics": Provide(lambda: settings.metrics, sync_to_thread=False),
             "request_timeout": Provide(lambda: settings.request_timeout, sync_to_thread=False),
         },

@@ -49,6 +49,7 @@ class Settings:
     shutdown_timeout: float = 10.0  # on SIGTERM, in-flight responses get this long to finish
     metrics: bool = True  # GET /metrics; open like /health unless metrics_require_key
     metrics_require_key: bool = False
+    responses_store_size: int = 1000  # finished /v1/responses kept for previous_response_id and GET
 
     def __post_init__(self) -> None:
         if self.metrics and self.metrics_require_key and not self.api_key:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["ChunkFolder", "fold_chunks"]
+__all__ = ["ChunkFolder", "fold_chunks", "fold_text_chunks"]
 
 _REASONING_KEYS = ("reasoning_content", "reasoning")
 
@@ -107,3 +107,31 @@ def fold_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
     for chunk in chunks:
         folder.add(chunk)
     return folder.completion()
+
+
+def fold_text_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fold legacy completion chunks into the ``text_completion`` object a JSON call returns."""
+    first = chunks[0] if chunks else {}
+    choices: dict[int, dict[str, Any]] = {}
+    usage: Any = None
+    for chunk in chunks:
+        usage = chunk.get("usage") or usage
+        for c in chunk.get("choices") or []:
+            idx = c.get("index", 0)
+            ch = choices.setdefault(idx, {"index": idx, "text": "", "finish_reason": None, "logprobs": None})
+            ch["text"] += c.get("text") or ""
+            lp = c.get("logprobs")
+            if lp:
+                ch["logprobs"] = ch["logprobs"] or {k: [] for k in lp}
+                for key, values in lp.items():
+                    ch["logprobs"].setdefault(key, []).extend(values or [])
+            if c.get("finish_reason"):
+                ch["finish_reason"] = c["finish_reason"]
+    return {
+        "id": first.get("id"),
+        "object": "text_completion",
+        "created": first.get("created"),
+        "model": first.get("model"),
+        "choices": [choices[i] for i in sorted(choices)],
+        "usage": usage,
+    }
