@@ -1,12 +1,14 @@
 """Timed decoding per serving mode: TTFT, decode tokens/s, bytes/token and MBU.
 
 Owns the mode table (plain, quantized, speculative; eager and compiled), loading each through
-the server's own ``reference.loading`` and timing the code the server runs: plain decode steps
-on the engine's ``ModelRunner`` and its slot KV memory (a ``-compiled`` mode through the runner's
-compiled decode step, compiled before timing), and speculative decoding through the engine's
-one ``verify_step`` (``speculative_generate`` drives it on one slot). Modes that load the model
-the same way share one copy of its weights. Knows nothing of how results
-are printed or gated; the gate's pairing of runs is :mod:`perf.paired`.
+the server's own ``reference.loading``. Plain and quantized modes time the server's own decode
+step on the engine's ``ModelRunner`` and its slot KV memory, one sequence on one slot; a
+``-compiled`` mode goes through the runner's compiled decode step, built before timing, on the
+same loaded weights as its eager twin (modes that load alike share one copy). Speculative modes
+time the engine's ``verify_step`` driven by ``speculative_generate`` on one slot: the same
+verification the server runs, but not the server's path around it (no scheduler rounds, no
+batching with other sequences). Knows nothing of how results are printed or gated; the gate's
+pairing of runs is :mod:`perf.paired`.
 """
 
 from __future__ import annotations

@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures import TINY_MODEL, get_preset, materialize
 from reference.engine.compiled import bucket_for, compile_unsupported, decode_buckets
 from reference.engine.runner import ModelRunner
 from reference.loading import LoadedModel, LoadMode, load_model
+from reference.presets import TINY_MODEL, get_preset, materialize
 
 PROMPTS = {0: list(range(5, 40)), 1: list(range(100, 117))}  # 35 and 17 positions
 

@@ -14,16 +14,16 @@ import pytest
 import torch
 from torch import nn
 
-from fixtures import get_preset, materialize
-from fixtures.perf_models import MOE_SHAPE
 from perf.accounting import account, is_expert_bank, weight_bytes
+from perf.presets import MOE_SHAPE, get_perf_preset
 from reference.engine.runner import ModelRunner
 from reference.loading import LoadedModel, LoadMode, load_model
+from reference.presets import materialize
 
 
 @pytest.fixture(scope="module")
 def moe() -> LoadedModel:
-    preset = get_preset("tiny-random-moe", perf=True)
+    preset = get_perf_preset("tiny-random-moe")
     assert preset is not None
     return load_model(materialize(preset), LoadMode(dtype="float32", device="cpu"))
 

@@ -1,22 +1,33 @@
-"""``chatref models``: list the presets, or materialize them (``chatref models fetch``).
-
-``fetch`` with no names builds the servable presets; perf-only ones (random weights sized for a
-measurement, gigabytes) are built when named or when ``chatref perf`` first uses them.
-"""
+"""``chatref models``: list the presets, or materialize them (``chatref models fetch``)."""
 
 from __future__ import annotations
 
+import argparse
 import logging
 
-from fixtures import PRESETS, materialize
+from reference.presets import PRESETS, materialize
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chatref models",
+        description="List the built-in model presets and whether each is in the cache, or build them "
+        "into the cache (fetch).",
+    )
+    p.add_argument(
+        "action", nargs="?", choices=["fetch"], help="fetch: build the named presets (default: all)"
+    )
+    p.add_argument("names", nargs="*", metavar="PRESET", help=f"preset ids, any of: {', '.join(PRESETS)}")
+    return p
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "fetch":
+    args = build_parser().parse_args(argv)
+    if args.action == "fetch":
         logging.basicConfig(level="INFO", format="%(message)s")
-        names = argv[1:] or [p.id for p in PRESETS.values() if not p.perf_only]
+        names = args.names or list(PRESETS)
         for name in names:
             preset = PRESETS.get(name)
             if preset is None:
@@ -26,6 +37,5 @@ def main(argv: list[str]) -> int:
         return 0
     for preset in PRESETS.values():
         state = "cached" if (preset.directory() / ".complete").exists() else "not fetched"
-        kind = " [perf only]" if preset.perf_only else ""
-        print(f"{preset.id:24} {state:12} {preset.description}{kind}")
+        print(f"{preset.id:24} {state:12} {preset.description}")
     return 0

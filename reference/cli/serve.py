@@ -9,9 +9,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from fixtures import DEFAULT_MODEL
 from reference.config import DTYPES, ModeOptions, load_config, mode_options
 from reference.engine import SchedulerConfig
+from reference.presets import DEFAULT_MODEL
 from reference.quant import QUANT_MODES
 from reference.settings import Settings, SettingsError
 
@@ -88,7 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-waiting", type=int, default=64, help="sequences queued for a slot; past it 429 (default: 64)"
     )
     batch.add_argument(
-        "--max-prefill-tokens", type=int, default=256, help="prompt tokens computed per round (default: 256)"
+        "--max-prefill-tokens",
+        type=int,
+        default=64,
+        help="prompt tokens computed per round while other requests decode (default: 64)",
     )
     batch.add_argument(
         "--kv-cache-tokens",
@@ -111,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="on SIGTERM stop accepting, let in-flight responses finish this long, then cancel them "
         "(default: 10)",
+    )
+    p.add_argument(
+        "--responses-store-size",
+        type=int,
+        help="finished /v1/responses kept in memory for previous_response_id and GET, least recently "
+        "used dropped first; 0 keeps none (default: 1000)",
     )
     p.add_argument("--log-level", default="info", help="default: info")
     return p
@@ -141,15 +150,25 @@ def settings_from_args(argv: list[str]) -> Settings:
         kv_cache_tokens=a.kv_cache_tokens,
         metrics=bool(_first(a.metrics, config and config.metrics, True)),
         metrics_require_key=bool(_first(a.metrics_require_key, config and config.metrics_require_key, False)),
+        responses_store_size=int(
+            _first(a.responses_store_size, config and config.responses_store_size, 1000)
+        ),
     )
 
 
 def _engine(a: argparse.Namespace) -> SchedulerConfig:
+    if a.responses_store_size is not None and a.responses_store_size < 0:
+        raise SettingsError("--responses-store-size must be a non-negative integer")
     for name in ("max_running", "max_waiting", "max_prefill_tokens", "kv_cache_tokens"):
         value = getattr(a, name)
         if value is not None and value < (0 if name == "max_waiting" else 1):
             raise SettingsError(f"--{name.replace('_', '-')} must be a positive integer")
-    return SchedulerConfig(a.max_running, a.max_waiting, a.max_prefill_tokens, not a.no_prefix_cache)
+    return SchedulerConfig(
+        max_running=a.max_running,
+        max_waiting=a.max_waiting,
+        max_prefill_tokens=a.max_prefill_tokens,
+        prefix_cache=not a.no_prefix_cache,
+    )
 
 
 def _first(*values: Any) -> Any:

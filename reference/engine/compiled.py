@@ -29,11 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import torch
 import torch.nn.functional as F
 
 from reference.engine.kv import SlotKV
+from reference.presets import cache_dir
 
 __all__ = [
     "COMPILE_DEFAULT",
@@ -53,8 +53,7 @@ COMPILE_DEFAULT = False  # measured on the 2-core AVX2 box: see docs/perf.md, "C
 
 def inductor_cache_dir() -> Path:
     """Where inductor keeps compiled kernels: ``<chatref cache>/inductor`` (``CHATREF_CACHE`` moves it)."""
-    env = os.environ.get("CHATREF_CACHE")
-    return (Path(env) if env else Path(platformdirs.user_cache_dir("chatref"))) / "inductor"
+    return cache_dir() / "inductor"
 
 
 def decode_buckets(max_batch: int) -> tuple[int, ...]:
