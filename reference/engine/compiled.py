@@ -66,6 +66,16 @@ def bucket_for(rows: int, buckets: tuple[int, ...]) -> int:
     return next(b for b in buckets if b >= rows)
 
 
+def _use_inductor_cache() -> None:
+    """Point inductor at the chatref cache unless someone chose a directory: loading a model can
+    already have set the variable to torch's default (a temp dir, lost on reboot)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache_dir())
+
+
 def compile_unsupported(model: Any) -> str | None:
     """Why this model cannot take the compiled path, or None when it can."""
     config = model.config.get_text_config()
@@ -154,7 +164,7 @@ class CompiledDecoder:
             raise ValueError(f"batch buckets {self.buckets} do not cover {slots} slots")
         self.scratch = slots  # the KV memory's extra slot: padded rows write there
         self._inner = model.model
-        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(inductor_cache_dir()))
+        _use_inductor_cache()
         # every bucket of every compiled model recompiles the one layer function: raise the limit
         limit = 4 * len(self.buckets) + 16
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
