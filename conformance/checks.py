@@ -9,7 +9,6 @@ Knows nothing about how requests are sent or about pytest options.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, get_args
 
 from openai.types import Completion, Model
@@ -219,7 +218,3 @@ def check_envelope(
             f"the message: {describe(err)}"
         )
     return err
-
-
-def is_finite_logprob(x: Any) -> bool:
-    return isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x) and x <= 0

@@ -21,7 +21,7 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
-from reference.errors import APIError, AuthenticationError
+from reference.errors import APIError, AuthenticationError, envelope
 from reference.metrics import ENGINES
 from reference.registry import Registry
 from reference.responses.store import ResponseStore
@@ -38,8 +38,7 @@ log = logging.getLogger("chatref.app")
 
 
 def _envelope(status: int, message: str, type_: str, param: str | None, code: str | None) -> Response[Any]:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(envelope(message, type_, param, code), status_code=status, media_type="application/json")
 
 
 def _api_error(_: Request, exc: APIError) -> Response[Any]:

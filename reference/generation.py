@@ -10,18 +10,15 @@ import asyncio
 import dataclasses
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anyio
 
 from reference.engine import EngineUnavailable, QueueFull, SequenceHandle
 from reference.errors import ContextLengthExceeded, EngineDown, InvalidRequest, RateLimited, RequestTimeout
-from reference.loading import LoadedModel
 from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
-from reference.protocol.grammar import GrammarConstraint, GrammarError, Grammars
+from reference.protocol.grammar import GrammarConstraint, GrammarError
 from reference.protocol.output import OutputPlan, plan_output
 from reference.protocol.params import RequestPlan, check_request, sampling_params
 from reference.protocol.prompt import check_prompt_size, render_prompt, to_template_messages
@@ -32,9 +29,6 @@ from reference.registry import Registry, ServedModel
 from reference.schemas import ChatCompletionRequest
 
 __all__ = ["Generation", "launch", "leased", "prepare", "start", "with_deadline"]
-
-# One llguidance tokenizer and grammar cache per loaded tokenizer, dropped with the model.
-_GRAMMARS: weakref.WeakKeyDictionary[Any, Grammars] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -62,18 +56,11 @@ class Generation:
             h.on_close(one_closed)
 
 
-def _grammars(loaded: LoadedModel) -> Grammars:
-    g = _GRAMMARS.get(loaded.tokenizer)
-    if g is None:
-        g = _GRAMMARS[loaded.tokenizer] = Grammars(loaded.tokenizer, loaded.vocab_size, loaded.eos_token_ids)
-    return g
-
-
-def _constraints(loaded: LoadedModel, output: OutputPlan, n: int) -> list[GrammarConstraint | None]:
+def _constraints(served: ServedModel, output: OutputPlan, n: int) -> list[GrammarConstraint | None]:
     if output.grammar is None:
         return [None] * n
     try:
-        return [_grammars(loaded).constraint(output.grammar) for _ in range(n)]
+        return [served.grammars.constraint(output.grammar) for _ in range(n)]
     except GrammarError as exc:
         raise InvalidRequest(f"the schema could not be compiled: {exc}", param=output.grammar_param) from exc
 
@@ -126,7 +113,7 @@ async def launch(
     ]
     constraints: list[GrammarConstraint | None] = [None] * (n * len(prompts))
     if output is not None and output.grammar is not None:
-        constraints = await anyio.to_thread.run_sync(_constraints, loaded, output, n * len(prompts))
+        constraints = await anyio.to_thread.run_sync(_constraints, served, output, n * len(prompts))
     # choice j of a seeded request is reproducible on its own, and differs from choice 0
     params = [
         dataclasses.replace(p, seed=None if p.seed is None else p.seed + j, prompt_logprobs=prompt_logprobs)

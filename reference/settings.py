@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fixtures import DEFAULT_MODEL, Preset, get_preset, materialize
 from reference.config import ConfigError, ConfigFile, ModelSpec, ModeOptions, is_hub_id, valid_model_id
 from reference.engine import SchedulerConfig
 from reference.engine.speculative import SpeculativeConfig
 from reference.loading import LoadMode, SourceUnavailable
+from reference.presets import DEFAULT_MODEL, Preset, get_preset, materialize
 from reference.quant import QUANT_MODES
 from reference.registry import ModelSource, Registry
 

@@ -14,8 +14,8 @@ import httpx
 import openai
 import pytest
 
-from fixtures import get_preset, materialize
-from tests.conftest import TINY, sse_events
+from reference.presets import get_preset, materialize
+from tests.helpers import TINY, sse_events
 
 PROMPT = "The quick brown fox"
 

@@ -9,7 +9,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from reference import LocalChat
 from reference.errors import ContextLengthExceeded, InvalidRequest, ModelNotFound
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 ASK = [{"role": "user", "content": "Hello there"}]
 

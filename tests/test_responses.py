@@ -28,7 +28,7 @@ from reference.responses.render import ResponseBuilder, response_events
 from reference.responses.schemas import ResponseObject
 from reference.responses.store import ResponseStore, Stored
 from reference.settings import SettingsError
-from tests.conftest import DEFAULT, TINY
+from tests.helpers import DEFAULT, TINY
 
 WEATHER: Any = {  # Any: the SDK's parameter types are TypedDicts
     "type": "function",

@@ -9,9 +9,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from fixtures import DEFAULT_MODEL
 from reference.config import DTYPES, ModeOptions, load_config, mode_options
 from reference.engine import SchedulerConfig
+from reference.presets import DEFAULT_MODEL
 from reference.quant import QUANT_MODES
 from reference.settings import Settings, SettingsError
 
