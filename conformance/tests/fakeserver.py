@@ -337,9 +337,11 @@ async def _other_api(send: Send, method: str, route: str, raw: bytes, defects: s
                 return await _send_json(send, 200, fakeapis.completion_obj(body, validate, defects))
             chunks = fakeapis.completion_chunks(body, validate, defects)
             frames = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks]
-            return await _send_sse(send, [*frames, b"data: [DONE]\n\n"])
+            done = [] if "cmpl_no_done" in defects else [b"data: [DONE]\n\n"]
+            return await _send_sse(send, [*frames, *done])
         _, response = fakeapis.generate_response(body, validate, defects)
-        if not body.get("stream"):
+        streams = body.get("stream") or ("stream" not in body and "resp_stream_by_default" in defects)
+        if not streams:
             return await _send_json(send, 200, response)
         events = fakeapis.response_events(response, defects)
         for e in events if "resp_no_sequence" in defects else []:
