@@ -22,9 +22,10 @@ from reference.errors import ContextLengthExceeded, InvalidRequest, RateLimited,
 from reference.loading import LoadedModel
 from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
 from reference.protocol.grammar import GrammarConstraint, GrammarError, Grammars
-from reference.protocol.output import OutputPlan, plan_output
+from reference.protocol.output import OutputPlan, plan_output, with_reasoning_mode
 from reference.protocol.params import RequestPlan, check_request, sampling_params
 from reference.protocol.prompt import render_prompt, to_template_messages
+from reference.protocol.reasoning import reasoning_mode
 from reference.protocol.streaming import CompletionMeta
 from reference.protocol.tools.formats import detect_format
 from reference.protocol.tools.parser import ToolCallParser
@@ -86,8 +87,11 @@ async def prepare(
     tokenizer = served.loaded.tokenizer
     output = plan_output(req, detect_format(tokenizer))
     messages = to_template_messages(req.messages)
-    prompt_ids = await anyio.to_thread.run_sync(render_prompt, tokenizer, messages, output.prompt_tools)
-    return plan, output, prompt_ids
+    prompt_ids = await anyio.to_thread.run_sync(
+        render_prompt, tokenizer, messages, output.prompt_tools, plan.template_kwargs
+    )
+    mode = reasoning_mode(served.source.reasoning_parser, tokenizer, prompt_ids)
+    return plan, with_reasoning_mode(output, mode), prompt_ids
 
 
 async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
@@ -124,6 +128,7 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
             loaded.eos_token_ids,
             plan.logprobs,
             ToolCallParser(output.tool_format) if output.tool_format else None,
+            output.reasoning.parser() if output.reasoning else None,
         )
         for i, h in enumerate(handles)
     ]

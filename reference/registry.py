@@ -45,6 +45,7 @@ class ModelSource:
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
     pinned: bool = False
     kind: str = "preset"  # preset | dir | gguf | hub
+    reasoning_parser: str | None = None  # splits thinking from the answer (protocol.reasoning)
     description: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
 
