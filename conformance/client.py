@@ -17,6 +17,7 @@ import httpx
 import openai
 
 __all__ = [
+    "REASONING_FIELDS",
     "RawResponse",
     "SSEStream",
     "Target",
@@ -27,6 +28,11 @@ __all__ = [
     "post_json",
     "post_stream",
 ]
+
+
+# Where servers put a reasoning model's thinking: llama.cpp's server, transformers serve and
+# older vLLM say ``reasoning_content``, newer vLLM and OpenRouter ``reasoning``.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,9 @@ def fold_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
                 msg["role"] = delta["role"]
             if delta.get("content") is not None:
                 msg["content"] = (msg["content"] or "") + delta["content"]
+            for name in REASONING_FIELDS:  # each name folded on its own, so they can be compared
+                if isinstance(delta.get(name), str):
+                    msg[name] = msg.get(name, "") + delta[name]
             for tc in delta.get("tool_calls") or []:
                 calls = msg.setdefault("tool_calls", [])
                 i = tc.get("index", 0)
