@@ -16,9 +16,9 @@ import jsonschema
 import openai
 import pytest
 
+from conformance.client import fold_chunks
 from fixtures import THINK_MODEL, get_preset, materialize
 from fixtures.think_data import QUESTIONS, reply_for
-from conformance.client import fold_chunks
 from tests.conftest import TIMEOUT, sse_events
 from tests.server import serve
 
