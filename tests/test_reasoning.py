@@ -15,6 +15,7 @@ import httpx
 import jsonschema
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from conformance.client import fold_chunks
 from fixtures import THINK_MODEL, get_preset, materialize
@@ -23,7 +24,7 @@ from tests.conftest import TIMEOUT, sse_events
 from tests.server import serve
 
 TAGS = ("<think>", "</think>")
-ASK = [{"role": "user", "content": "What is 2 + 2?"}]
+ASK: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 2 + 2?"}]
 PROMPTS = [q for q, _, _ in QUESTIONS] + ["Write a long story about a cat.", "Hello there"]
 
 
@@ -84,12 +85,12 @@ def test_thoughts_never_appear_in_content(http: httpx.Client, stream: bool, prom
 
 
 def test_streamed_reasoning_concatenates_to_the_json_reasoning(sdk: openai.OpenAI) -> None:
-    plain = sdk.chat.completions.create(model=THINK_MODEL, messages=ASK, temperature=0)  # type: ignore[arg-type]
+    plain = sdk.chat.completions.create(model=THINK_MODEL, messages=ASK, temperature=0)
     message = plain.choices[0].message
     extra = message.model_extra or {}
     thought, fields = "", {"reasoning_content": "", "reasoning": ""}
     content = ""
-    with sdk.chat.completions.create(model=THINK_MODEL, messages=ASK, temperature=0, stream=True) as stream:  # type: ignore[arg-type]
+    with sdk.chat.completions.create(model=THINK_MODEL, messages=ASK, temperature=0, stream=True) as stream:
         for chunk in stream:
             delta = chunk.choices[0].delta if chunk.choices else None
             if delta is None:
@@ -152,7 +153,7 @@ def test_bad_reasoning_parameters_get_the_envelope(
 
 
 def test_echoed_reasoning_in_the_history_is_accepted(sdk: openai.OpenAI) -> None:
-    first = sdk.chat.completions.create(model=THINK_MODEL, messages=ASK, temperature=0)  # type: ignore[arg-type]
+    first = sdk.chat.completions.create(model=THINK_MODEL, messages=ASK, temperature=0)
     echoed = first.choices[0].message.to_dict()  # content, role, reasoning_content and reasoning
     assert echoed["reasoning_content"]
     again = sdk.chat.completions.create(
