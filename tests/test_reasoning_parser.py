@@ -16,10 +16,11 @@ from fixtures import THINK_MODEL, get_preset, materialize
 from reference.protocol.detokenize import IncrementalDetokenizer
 from reference.protocol.grammar import Grammars, json_grammar, with_reasoning
 from reference.protocol.prompt import render_prompt
-from reference.protocol.reasoning import ReasoningParser, parser_tags, reasoning_mode
+from reference.protocol.reasoning import ReasoningParser, ThinkTags, parser_tags, reasoning_mode
 
-TAGS = parser_tags("think")
-assert TAGS is not None
+_TAGS = parser_tags("think")
+assert _TAGS is not None
+TAGS: ThinkTags = _TAGS
 # (generated text, whether the prompt opened the block, expected (reasoning, content))
 CASES = [
     ("I add them.\n</think>\n\n2 + 2 = 4.", True, ("I add them.", "2 + 2 = 4.")),
@@ -36,7 +37,7 @@ CASES = [
 
 
 def split(text: str, opened: bool, pieces: list[str]) -> tuple[str, str]:
-    parser = ReasoningParser(TAGS, opened)  # type: ignore[arg-type]
+    parser = ReasoningParser(TAGS, opened)
     reasoning = content = ""
     for piece in pieces:
         r, c = parser.feed(piece)
@@ -73,7 +74,7 @@ def test_token_by_token_through_the_real_detokenizer(
     tokenizer: Any, text: str, opened: bool, expected: Any
 ) -> None:
     ids = tokenizer.encode(text, add_special_tokens=False)
-    tag_ids = tokenizer.encode(TAGS.close, add_special_tokens=False)  # type: ignore[union-attr]
+    tag_ids = tokenizer.encode(TAGS.close, add_special_tokens=False)
     assert len(tag_ids) > 1, "the test needs a tag that spans token boundaries"
     detok = IncrementalDetokenizer(tokenizer)
     pieces = [detok.push(i) for i in ids] + [detok.flush()]
@@ -109,7 +110,7 @@ def test_grammar_leaves_the_thoughts_free(tokenizer: Any, opened: bool) -> None:
     from llguidance import LLMatcher
 
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
-    lark = with_reasoning(json_grammar(schema), TAGS.open, TAGS.close, opened=opened)  # type: ignore[union-attr]
+    lark = with_reasoning(json_grammar(schema), TAGS.open, TAGS.close, opened=opened)
     ll = Grammars(tokenizer, len(tokenizer), frozenset({tokenizer.eos_token_id}))._tokenizer()
 
     def accepts(text: str) -> bool:
