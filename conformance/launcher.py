@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from reference.launch import BackgroundServer, ServerStartError, free_port
 
-__all__ = ["DEFAULT_MODELS", "RunningServer", "free_port", "start_reference"]
+__all__ = ["DEFAULT_MODELS", "REASONING_MODEL", "RunningServer", "free_port", "start_reference"]
 
-DEFAULT_MODELS = ("tiny-random-llama", "smollm2-135m-instruct")  # the first is the default model
+REASONING_MODEL = "tiny-think"  # a preset served with its <think> parser (`chatref models fetch` it first)
+# the first is the default model; the second the language model
+DEFAULT_MODELS = ("tiny-random-llama", "smollm2-135m-instruct", REASONING_MODEL)
 
 
 @dataclass
@@ -35,7 +37,8 @@ def start_reference(
 ) -> RunningServer:
     """Start ``chatref serve`` on a free loopback port and wait for /health."""
     key = "sk-conformance-" + secrets.token_hex(8)
-    extra = ["--api-key", key, *(arg for m in models[1:] for arg in ("--model", m))]
+    extra = ["--api-key", key, "--max-loaded", str(len(models))]  # no reloads between the groups
+    extra += [arg for m in models[1:] for arg in ("--model", m)]
     server = BackgroundServer(models[0], extra_args=extra)
     server.start()
     try:
