@@ -12,6 +12,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "ContextLengthExceeded",
+    "EngineDown",
     "GenerationError",
     "InvalidRequest",
     "ModelLoadError",
@@ -82,6 +83,14 @@ class ModelLoadError(APIError):
     status_code = 503
     error_type = "server_error"
     default_code = "model_load_failed"
+
+
+class EngineDown(APIError):
+    """The model's engine gave up after repeated worker deaths; it serves again once reloaded."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "engine_unavailable"
 
 
 class GenerationError(APIError):

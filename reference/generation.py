@@ -17,14 +17,14 @@ from typing import Any
 
 import anyio
 
-from reference.engine import QueueFull, SequenceHandle
-from reference.errors import ContextLengthExceeded, InvalidRequest, RateLimited, RequestTimeout
+from reference.engine import EngineUnavailable, QueueFull, SequenceHandle
+from reference.errors import ContextLengthExceeded, EngineDown, InvalidRequest, RateLimited, RequestTimeout
 from reference.loading import LoadedModel
 from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
 from reference.protocol.grammar import GrammarConstraint, GrammarError, Grammars
 from reference.protocol.output import OutputPlan, plan_output, with_reasoning_mode
 from reference.protocol.params import RequestPlan, check_request, sampling_params
-from reference.protocol.prompt import render_prompt, to_template_messages
+from reference.protocol.prompt import check_prompt_size, render_prompt, to_template_messages
 from reference.protocol.reasoning import reasoning_mode
 from reference.protocol.streaming import CompletionMeta
 from reference.protocol.tools.formats import detect_format
@@ -87,6 +87,7 @@ async def prepare(
     tokenizer = served.loaded.tokenizer
     output = plan_output(req, detect_format(tokenizer))
     messages = to_template_messages(req.messages)
+    check_prompt_size(messages, served.loaded.max_token_chars, served.engine.context_length)
     prompt_ids = await anyio.to_thread.run_sync(
         render_prompt, tokenizer, messages, output.prompt_tools, plan.template_kwargs
     )
@@ -116,6 +117,10 @@ async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
     except QueueFull as exc:
         raise RateLimited(
             f"The server is at capacity for `{served.source.id}` ({exc}); retry shortly."
+        ) from exc
+    except EngineUnavailable as exc:
+        raise EngineDown(
+            f"`{served.source.id}` is unavailable ({exc}); it serves again once reloaded."
         ) from exc
     except ValueError as exc:  # the prompt alone fills the context
         raise ContextLengthExceeded(str(exc), param="messages") from exc

@@ -125,7 +125,7 @@ class Registry:
     def live_sequences(self) -> dict[str, int]:
         return {model_id: served.engine.live for model_id, served in self._loaded.items()}
 
-    def engine_stats(self) -> dict[str, dict[str, float]]:
+    def engine_stats(self) -> dict[str, dict[str, float | bool]]:
         out = {}
         for model_id, served in self._loaded.items():
             e = served.engine
@@ -136,6 +136,8 @@ class Registry:
                 "prefix_cache_queries": e.stats.prefix_queries,
                 "prefix_cache_hits": e.stats.prefix_hits,
                 "worker_restarts": e.stats.worker_restarts,
+                "worker_deaths": e.stats.worker_deaths,
+                "worker_alive": e.stats.worker_alive,
             }
         return out
 

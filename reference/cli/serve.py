@@ -89,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-waiting", type=int, default=64, help="sequences queued for a slot; past it 429 (default: 64)"
     )
     batch.add_argument(
-        "--max-prefill-tokens", type=int, default=256, help="prompt tokens computed per round (default: 256)"
+        "--max-prefill-tokens",
+        type=int,
+        default=64,
+        help="prompt tokens computed per round while other requests decode (default: 64)",
     )
     batch.add_argument(
         "--kv-cache-tokens",
@@ -150,7 +153,12 @@ def _engine(a: argparse.Namespace) -> SchedulerConfig:
         value = getattr(a, name)
         if value is not None and value < (0 if name == "max_waiting" else 1):
             raise SettingsError(f"--{name.replace('_', '-')} must be a positive integer")
-    return SchedulerConfig(a.max_running, a.max_waiting, a.max_prefill_tokens, not a.no_prefix_cache)
+    return SchedulerConfig(
+        max_running=a.max_running,
+        max_waiting=a.max_waiting,
+        max_prefill_tokens=a.max_prefill_tokens,
+        prefix_cache=not a.no_prefix_cache,
+    )
 
 
 def _first(*values: Any) -> Any:

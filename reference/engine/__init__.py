@@ -4,7 +4,7 @@ The engine knows tensors and token ids. It knows nothing of HTTP, chat messages,
 callers hand it prompt ids and :class:`SamplingParams` and read back :class:`TokenEvent`s.
 """
 
-from reference.engine.engine import Engine, EngineStats
+from reference.engine.engine import Engine, EngineStats, EngineUnavailable
 from reference.engine.handle import SequenceHandle
 from reference.engine.scheduler import QueueFull, SchedulerConfig
 from reference.engine.types import EngineFailure, FinishReason, SamplingParams, TokenConstraint, TokenEvent
@@ -13,6 +13,7 @@ __all__ = [
     "Engine",
     "EngineFailure",
     "EngineStats",
+    "EngineUnavailable",
     "FinishReason",
     "QueueFull",
     "SamplingParams",

@@ -9,7 +9,11 @@ one verify forward per round (:func:`reference.engine.speculative.verify_step`);
 tokens speculation could change (sampling, penalties, logprobs, a grammar) decode in the batch.
 
 A forward that raises fails exactly the sequences in it (an :class:`EngineFailure` each, their
-slots cleared); the engine goes on serving. Knows token ids and tensors, never HTTP or text.
+slots cleared); the engine goes on serving. A worker thread that dies (a ``BaseException``, or a
+fault in the failure handling itself) fails everything in flight and is restarted, up to
+``MAX_WORKER_RESTARTS`` times in a row without a completed sequence between; after that the
+engine refuses new work with :class:`EngineUnavailable` until it is reloaded. Knows token ids
+and tensors, never HTTP or text.
 """
 
 from __future__ import annotations
@@ -37,9 +41,15 @@ from reference.engine.speculative import (
 )
 from reference.engine.types import EngineFailure, SamplingParams, TokenConstraint, TokenEvent
 
-__all__ = ["Engine", "EngineStats", "QueueFull"]
+__all__ = ["MAX_WORKER_RESTARTS", "Engine", "EngineStats", "EngineUnavailable", "QueueFull"]
 
 log = logging.getLogger("chatref.engine")
+
+MAX_WORKER_RESTARTS = 3  # worker deaths in a row (no sequence finished between) before giving up
+
+
+class EngineUnavailable(RuntimeError):
+    """The worker thread died more often than it may be restarted: reload the model."""
 
 
 @dataclass
@@ -51,6 +61,8 @@ class EngineStats:
     prefix_queries: int = 0  # prompt tokens looked up in the prefix cache
     prefix_hits: int = 0  # of those, tokens reused
     worker_restarts: int = 0  # rounds that failed outside a forward (every sequence in flight failed)
+    worker_deaths: int = 0  # worker threads that died and were replaced
+    worker_alive: bool = True  # False once the deaths in a row passed MAX_WORKER_RESTARTS
 
 
 class Engine:
@@ -82,9 +94,14 @@ class Engine:
         self._cv = threading.Condition()
         self._closed = False
         self._ids = itertools.count()
+        self._deaths_in_a_row = 0
         self.forward_hook: Callable[[Round], None] | None = None  # tests inject faults here
-        self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
-        self._thread.start()
+        self._thread = self._start_worker()
+
+    def _start_worker(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name=f"engine-{self.name}", daemon=True)
+        thread.start()
+        return thread
 
     # -- the event loop's side ------------------------------------------------------------
 
@@ -116,6 +133,8 @@ class Engine:
         with self._cv:
             if self._closed:
                 raise RuntimeError("engine is closed")
+            if not self.stats.worker_alive:
+                raise EngineUnavailable(f"the engine's worker died {self.stats.worker_deaths} times")
             self._scheduler.add(seqs)
             self._cv.notify()
         return [s.handle for s in seqs]
@@ -170,6 +189,16 @@ class Engine:
     # -- the worker thread ----------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            if not self._closed:
+                self._worker_died()
+        with self._cv:
+            for seq in [*self._scheduler.waiting, *self._scheduler.running]:
+                self._end(seq)
+
+    def _serve(self) -> None:
         while not self._closed:
             try:
                 self._round()
@@ -177,13 +206,26 @@ class Engine:
                 log.exception("engine round failed; failing every queued and running sequence")
                 with self._cv:
                     self.stats.worker_restarts += 1
-                    doomed = [*self._scheduler.waiting, *self._scheduler.running]
-                for seq in doomed:
-                    seq.handle.post(EngineFailure(f"engine failure: {type(exc).__name__}: {exc}"))
-                    self._end(seq, keep=False)
+                self._fail_in_flight(f"engine failure: {type(exc).__name__}: {exc}")
+
+    def _worker_died(self) -> None:
+        """The thread is ending without a close: fail what it held, then replace it or give up."""
+        log.error("engine worker for %s died; failing every queued and running sequence", self.name)
+        self._fail_in_flight("engine failure: the worker thread stopped")
         with self._cv:
-            for seq in [*self._scheduler.waiting, *self._scheduler.running]:
-                self._end(seq)
+            self.stats.worker_deaths += 1
+            self._deaths_in_a_row += 1
+            if self._deaths_in_a_row > MAX_WORKER_RESTARTS:
+                self.stats.worker_alive = False
+                return
+        self._thread = self._start_worker()
+
+    def _fail_in_flight(self, message: str) -> None:
+        with self._cv:
+            doomed = [*self._scheduler.waiting, *self._scheduler.running]
+        for seq in doomed:
+            seq.handle.post(EngineFailure(message))
+            self._end(seq, keep=False)
 
     def _round(self) -> None:
         with self._cv:
@@ -273,6 +315,7 @@ class Engine:
             seq.handle.post(TokenEvent(token, logprob, top, finish))
             if finish is not None:
                 self._end(seq)
+                self._deaths_in_a_row = 0  # the worker completes work again
                 return
 
     def _end(self, seq: Sequence, *, keep: bool = True) -> None:

@@ -73,4 +73,7 @@ async def get_model(model_id: str, registry: Registry) -> ServableModel:
 async def health(registry: Registry) -> dict[str, object]:
     # ``models``: sequences queued or generating per loaded model (how tests see a cancellation land);
     # ``engines``: running, waiting, KV usage and prefix-cache hits per loaded model
-    return {"status": "ok", "models": registry.live_sequences(), "engines": registry.engine_stats()}
+    # ``status``: "degraded" while an engine refuses work after repeated worker deaths (503s)
+    engines = registry.engine_stats()
+    status = "ok" if all(e["worker_alive"] for e in engines.values()) else "degraded"
+    return {"status": status, "models": registry.live_sequences(), "engines": engines}
