@@ -12,6 +12,7 @@ Knows nothing about how a server finds the thinking in the generated text.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -81,9 +82,10 @@ def test_stream_agrees_with_json(api: Api) -> None:
     plain = _split(_reasoning_chat(api), "answer")
     streamed = _split(_reasoning_chat(api, True), "streamed answer")
     for part, a, b in zip(("reasoning", "content"), plain, streamed, strict=True):
-        if a != b:
+        if a != b:  # quoted, so that a difference in whitespace shows
             raise ConformanceError(
-                f"greedy {part} differs: JSON {describe(a, 70)} vs stream {describe(b, 70)}"
+                f"greedy {part} differs: JSON {describe(json.dumps(a), 70)} vs stream "
+                f"{describe(json.dumps(b), 70)}"
             )
 
 
