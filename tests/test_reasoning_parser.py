@@ -1,18 +1,22 @@
 """The ``<think>`` split on its own: exact whatever the chunking, with the thinking fixture's real
 tokenizer and chat template (the tags are three tokens each there, so token boundaries fall
-inside them), the template's forced-open block detected from the prompt, and the grammar that
-leaves the thoughts free.
+inside them), the template's forced-open block detected from the prompt, the grammar that
+leaves the thoughts free, and which parser each model of a table gets.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fixtures import THINK_MODEL, get_preset, materialize
+from reference.cli.serve import settings_from_args
+from reference.config import ConfigError
 from reference.protocol.detokenize import IncrementalDetokenizer
 from reference.protocol.grammar import Grammars, json_grammar, with_reasoning
 from reference.protocol.prompt import render_prompt
@@ -122,3 +126,38 @@ def test_grammar_leaves_the_thoughts_free(tokenizer: Any, opened: bool) -> None:
     assert accepts(head + 'I think {"a": 2} is right.\n</think>\n\n{"a": 1}')
     assert not accepts(head + 'Thinking.\n</think>\n\nThe answer is {"a": 1}')
     assert accepts('{"a": 1}') is not opened  # without the block only when the prompt did not open it
+
+
+def _parsers(*argv: str) -> dict[str, str | None]:
+    return {s.id: s.reasoning_parser for s in settings_from_args(list(argv)).sources()}
+
+
+def test_the_parser_is_chosen_per_model(tmp_path: Path) -> None:
+    assert _parsers("--model", "tiny", "--model", THINK_MODEL) == {
+        "tiny-random-llama": None,
+        THINK_MODEL: "think",
+    }
+    assert _parsers(
+        "--model", "r1=tiny,reasoning_parser=deepseek_r1", "--model", "think,reasoning_parser=none"
+    ) == {
+        "r1": "deepseek_r1",
+        THINK_MODEL: None,
+    }
+    # the flag sets every model that does not set its own, a preset's own parser included
+    assert _parsers(
+        "--reasoning-parser", "qwen3", "--model", "tiny", "--model", "t=tiny,reasoning_parser=none"
+    ) == {
+        "tiny-random-llama": "qwen3",
+        "t": None,
+    }
+    assert _parsers("--reasoning-parser", "none", "--model", THINK_MODEL) == {THINK_MODEL: None}
+    config = tmp_path / "models.toml"
+    config.write_text('[server]\nreasoning_parser = "think"\n[[model]]\nsource = "tiny"\n')
+    assert _parsers("--config", str(config)) == {"tiny-random-llama": "think"}
+    config.write_text('[[model]]\nsource = "tiny"\nreasoning_parser = "harmony"\n')
+    with pytest.raises(ConfigError, match=re.escape("reasoning_parser = 'harmony': expected none | think")):
+        settings_from_args(["--config", str(config)])
+    with pytest.raises(ConfigError, match="reasoning_parser"):
+        settings_from_args(["--model", "tiny,reasoning_parser=r2"]).sources()
+    with pytest.raises(SystemExit):
+        settings_from_args(["--reasoning-parser", "r2"])
