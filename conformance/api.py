@@ -9,8 +9,9 @@ options, the report, or the self-starting server.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import openai
@@ -30,6 +31,8 @@ from conformance.client import (
 )
 
 __all__ = ["UNSUPPORTED", "Api", "ChatResult"]
+
+T = TypeVar("T")
 
 UNSUPPORTED = "unsupported"  # prefix of the skip reason the report counts as "unsupported"
 PROMPT = [{"role": "user", "content": "Write a long story about a cat who travels the world."}]
@@ -87,14 +90,23 @@ class Api:
     def post(self, body: dict[str, Any], path: str = "chat/completions") -> RawResponse:
         return post_json(self.http, path, body)
 
-    def raw_stream(self, body: dict[str, Any], stop_after: int | None = None) -> SSEStream:
+    def raw_stream(
+        self, body: dict[str, Any], stop_after: int | None = None, path: str = "chat/completions"
+    ) -> SSEStream:
         return post_stream(
-            self.http,
-            "chat/completions",
-            {**body, "stream": True},
-            self.target.timeout,
-            stop_after=stop_after,
+            self.http, path, {**body, "stream": True}, self.target.timeout, stop_after=stop_after
         )
+
+    def sdk_call(self, feature: str, what: str, call: Callable[[], T]) -> T:
+        """``call`` on the SDK; a 4xx error envelope is "unsupported", any other error a failure."""
+        try:
+            return call()
+        except openai.APIStatusError as e:
+            body = e.response.text
+            self.refuse(
+                RawResponse(e.status_code, e.response.headers.get("content-type", ""), body), feature, what
+            )
+            raise  # refuse always raises; this keeps the type checker informed
 
     def chat(self, stream: bool = False, feature: str | None = None, **overrides: Any) -> ChatResult:
         """One chat completion, validated; a stream is folded into a completion."""

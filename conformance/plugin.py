@@ -10,6 +10,7 @@ nothing about individual checks.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 
 from conformance.client import Target
 from conformance.fuzz import Figures
+from conformance.launcher import DEFAULT_MODELS, REASONING_MODEL, start_reference
 from conformance.report import Report
 
 __all__ = [
@@ -52,7 +54,8 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "NAME",
-            "help": "model id to request (default: the first id from GET /models)",
+            "help": "model id to request (default: the first id from GET /models; "
+            f"self-started: {DEFAULT_MODELS[0]})",
         },
     ),
     (
@@ -61,8 +64,8 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "NAME",
-            "help": "model used by the few checks that need real language (default: --model; "
-            "self-started: smollm2-135m-instruct)",
+            "help": "model used by the few checks that need real language: structured output, penalties, "
+            f"one reply (default: --model; self-started: {DEFAULT_MODELS[1]})",
         },
     ),
     (
@@ -73,7 +76,7 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
             "metavar": "NAME",
             "help": "a model that thinks before answering (<think>…</think>) and that the server serves "
             "with its reasoning split; the `reasoning` checks report unsupported without it "
-            "(default: none; self-started: tiny-think)",
+            f"(default: none; self-started: {REASONING_MODEL})",
         },
     ),
     (
@@ -82,7 +85,8 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "KEY",
-            "help": "bearer key to send; also enables the 401 auth checks (default: none)",
+            "help": "bearer key to send; also enables the 401 auth checks "
+            "(default: none; self-started: a random key)",
         },
     ),
     (
@@ -149,21 +153,25 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
 ]
 
 
-def _known_options(parser: pytest.Parser) -> set[str]:
-    names: set[str] = set()
-    for group in [parser._anonymous, *parser._groups]:
-        for opt in group.options:
-            names.update(opt.names())
-    return names
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """Each option under its long name, and its short alias unless another plugin has it.
+
+    pytest has no public way to list the options other plugins registered; since pytest 9 the
+    parser adds each option to argparse at once, so a taken alias raises argparse's conflict
+    error right here and the option is added without it. ``conformance/tests/test_plugin.py``
+    pins that behaviour (a plugin owning ``--base-url`` loaded first).
+    """
     group = parser.getgroup("conformance", "OpenAI-compatible server conformance (chatref)")
-    taken = _known_options(parser)
     for long, alias, kwargs in OPTIONS:
-        names = [long] + ([alias] if alias and alias not in taken else [])
-        group.addoption(*names, dest=long[2:].replace("-", "_"), **kwargs)
+        dest = long[2:].replace("-", "_")
+        if alias:
+            try:
+                group.addoption(long, alias, dest=dest, **kwargs)
+                continue
+            except argparse.ArgumentError:  # the alias belongs to another plugin
+                pass
+        group.addoption(long, dest=dest, **kwargs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -225,14 +233,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return rep
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     report = config.stash.get(REPORT_KEY, None)
     if report is None or not report.outcomes:
         return
     terminalreporter.section("conformance")
-    for line in report.table_lines(
-        (getattr(terminalreporter, "_tw", None) and terminalreporter._tw.fullwidth) or 120
-    ):
+    for line in report.table_lines(config.get_terminal_writer().fullwidth):
         terminalreporter.write_line(line)
     figures = config.stash.get(FIGURES_KEY, None)
     if figures is not None and figures.runs:
@@ -283,8 +289,6 @@ def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         report.target = {"base_url": target.base_url, "model": model, "self_started": False}
         yield target
         return
-    from conformance.launcher import DEFAULT_MODELS, REASONING_MODEL, start_reference
-
     try:
         server = start_reference(DEFAULT_MODELS, float(opt("conformance_startup_timeout")))
     except Exception as e:  # the reference server may be absent or broken; fail, never hang

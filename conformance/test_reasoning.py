@@ -19,7 +19,7 @@ import pytest
 
 from conformance.api import UNSUPPORTED, Api, ChatResult
 from conformance.checks import ConformanceError, check_envelope, describe
-from conformance.client import REASONING_FIELDS
+from wire import REASONING_KEYS
 
 pytestmark = pytest.mark.conformance("reasoning")
 __all__: list[str] = []
@@ -48,10 +48,10 @@ def _split(r: ChatResult, what: str) -> tuple[str, str]:
         raise ConformanceError(
             f"{what}: the thinking leaked into content ({leaked[0]} in {describe(content)})"
         )
-    fields = {name: msg[name] for name in REASONING_FIELDS if msg.get(name) is not None}
+    fields = {name: msg[name] for name in REASONING_KEYS if msg.get(name) is not None}
     if not fields:
         raise ConformanceError(
-            f"{what}: the reasoning model's message has no {' or '.join(REASONING_FIELDS)}: {describe(msg)}"
+            f"{what}: the reasoning model's message has no {' or '.join(REASONING_KEYS)}: {describe(msg)}"
         )
     if len(set(map(str, fields.values()))) > 1:
         raise ConformanceError(f"{what}: reasoning_content and reasoning differ: {describe(fields)}")
@@ -73,7 +73,7 @@ def test_reasoning_apart_from_content(api: Api, stream: bool) -> None:
     r = _reasoning_chat(api, stream)
     _split(r, "streamed answer" if stream else "answer")
     for i, delta in enumerate(_deltas(r)):
-        both = [delta[name] for name in REASONING_FIELDS if delta.get(name) is not None]
+        both = [delta[name] for name in REASONING_KEYS if delta.get(name) is not None]
         if len(set(both)) > 1:
             raise ConformanceError(f"delta {i}: reasoning_content and reasoning differ: {describe(delta)}")
 
@@ -94,7 +94,7 @@ def test_reasoning_streams_before_the_answer(api: Api) -> None:
     _split(r, "streamed answer")
     answered = False
     for i, delta in enumerate(_deltas(r)):
-        if answered and any(delta.get(name) for name in REASONING_FIELDS):
+        if answered and any(delta.get(name) for name in REASONING_KEYS):
             raise ConformanceError(f"delta {i} carries reasoning after the answer began: {describe(delta)}")
         answered = answered or bool(delta.get("content"))
 
@@ -111,7 +111,7 @@ def test_reasoning_effort_validated(api: Api) -> None:
 
 def _said(r: ChatResult) -> dict[str, Any]:
     msg = r.body["choices"][0]["message"]
-    return {key: msg.get(key) for key in ("content", *REASONING_FIELDS)}
+    return {key: msg.get(key) for key in ("content", *REASONING_KEYS)}
 
 
 def test_unknown_template_kwargs_are_harmless(api: Api) -> None:

@@ -1,10 +1,12 @@
 """Timed decoding per serving mode: TTFT, decode tokens/s, bytes/token and MBU.
 
 Owns the mode table (plain, quantized, speculative), loading each through the server's own
-``reference.loading`` and timing the code the server runs: plain decode steps on the engine's
-``ModelRunner`` and its slot KV memory, and speculative decoding through the engine's one
-``verify_step`` (``speculative_generate`` drives it on one slot). Knows nothing of how results
-are printed or gated; the gate's pairing of runs is :mod:`perf.paired`.
+``reference.loading``. Plain and quantized modes time the server's own decode step on the
+engine's ``ModelRunner`` and its slot KV memory, one sequence on one slot. Speculative modes
+time the engine's ``verify_step`` driven by ``speculative_generate`` on one slot: the same
+verification the server runs, but not the server's path around it (no scheduler rounds, no
+batching with other sequences). Knows nothing of how results are printed or gated; the gate's
+pairing of runs is :mod:`perf.paired`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Any
 
 from reference.engine import Engine, SamplingParams, SchedulerConfig, SequenceHandle, TokenEvent
 from reference.loading import LoadedModel, load_model
+from reference.presets import DEFAULT_MODEL
 
 __all__ = ["main", "measure_interference"]
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     from perf.cli import resolve_model
 
     p = argparse.ArgumentParser(prog="python -m perf.interference", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--streams", type=int, default=4, help="streams decoding when the long prompt comes")
     p.add_argument("--tokens", type=int, default=64, help="tokens each stream decodes")
     p.add_argument("--after", type=int, default=8, help="tokens into the streams when the long prompt comes")

@@ -13,6 +13,7 @@ The config file::
     allow_hub = false
     metrics = true                # GET /metrics; false answers 404
     metrics_require_key = false   # true: /metrics wants the API key like /v1
+    responses_store_size = 1000   # finished /v1/responses kept in memory (LRU); 0 keeps none
     dtype = "auto"                # mode defaults for every model: dtype, device, attn, quantization,
                                   # speculative, speculative_tokens, reasoning_parser
     [[model]]
@@ -63,7 +64,15 @@ _MODE_KEYS = (
     "speculative_tokens",
     "reasoning_parser",
 )
-_SERVER_KEYS = ("max_loaded", "idle_timeout", "allow_hub", "metrics", "metrics_require_key", *_MODE_KEYS)
+_SERVER_KEYS = (
+    "max_loaded",
+    "idle_timeout",
+    "allow_hub",
+    "metrics",
+    "metrics_require_key",
+    "responses_store_size",
+    *_MODE_KEYS,
+)
 _MODEL_KEYS = ("id", "source", "aliases", "pinned", *_MODE_KEYS)
 
 
@@ -117,6 +126,7 @@ class ConfigFile:
     allow_hub: bool | None = None
     metrics: bool | None = None
     metrics_require_key: bool | None = None
+    responses_store_size: int | None = None
 
 
 def _check_mode(key: str, value: Any, where: str) -> Any:
@@ -236,6 +246,9 @@ def load_config(path: Path) -> ConfigFile:
         raise ConfigError(f"{path} [server]: max_loaded must be a positive integer")
     if idle is not None and (not isinstance(idle, int | float) or idle <= 0):
         raise ConfigError(f"{path} [server]: idle_timeout must be a positive number of seconds")
+    store = server.get("responses_store_size")
+    if store is not None and (not isinstance(store, int) or isinstance(store, bool) or store < 0):
+        raise ConfigError(f"{path} [server]: responses_store_size must be a non-negative integer")
     allow_hub = server.get("allow_hub")
     switches = {key: server.get(key) for key in ("metrics", "metrics_require_key")}
     for key, value in switches.items():
@@ -250,4 +263,5 @@ def load_config(path: Path) -> ConfigFile:
         allow_hub=None if allow_hub is None else bool(allow_hub),
         metrics=switches["metrics"],
         metrics_require_key=switches["metrics_require_key"],
+        responses_store_size=store,
     )

@@ -28,6 +28,7 @@ from reference.engine import Engine, SchedulerConfig
 from reference.engine.speculative import SpeculativeConfig
 from reference.errors import ModelLoadError, ModelNotFound, NotFound
 from reference.loading import LoadedModel, LoadMode, SourceUnavailable, load_model
+from reference.protocol.grammar import Grammars
 
 __all__ = ["Lease", "ModelSource", "Registry", "ServedModel"]
 
@@ -58,6 +59,12 @@ class ServedModel:
     draft: LoadedModel | None = None
     last_used: float = field(default_factory=time.monotonic)
     leases: int = 0  # requests between choosing this model and the end of their generation
+
+    @functools.cached_property
+    def grammars(self) -> Grammars:
+        """This model's llguidance tokenizer and compiled-grammar cache, dropped with the model."""
+        loaded = self.loaded
+        return Grammars(loaded.tokenizer, loaded.vocab_size, loaded.eos_token_ids)
 
     @property
     def busy(self) -> bool:  # every request holds a lease while it generates (Registry.use)

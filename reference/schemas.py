@@ -29,6 +29,7 @@ __all__ = [
     "Message",
     "Model",
     "ModelList",
+    "Penalty",
     "PromptTokensDetails",
     "StreamOptions",
     "SystemMessage",
@@ -39,6 +40,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolMessage",
     "TopLogprob",
+    "Unit",
     "Usage",
     "UserMessage",
 ]

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fixtures import DEFAULT_MODEL, Preset, get_preset, materialize
 from reference.config import ConfigError, ConfigFile, ModelSpec, ModeOptions, is_hub_id, valid_model_id
 from reference.engine import SchedulerConfig
 from reference.engine.speculative import SpeculativeConfig
 from reference.loading import LoadMode, SourceUnavailable
+from reference.presets import DEFAULT_MODEL, Preset, get_preset, materialize
 from reference.quant import QUANT_MODES
 from reference.registry import ModelSource, Registry
 
@@ -49,6 +49,7 @@ class Settings:
     shutdown_timeout: float = 10.0  # on SIGTERM, in-flight responses get this long to finish
     metrics: bool = True  # GET /metrics; open like /health unless metrics_require_key
     metrics_require_key: bool = False
+    responses_store_size: int = 1000  # finished /v1/responses kept for previous_response_id and GET
 
     def __post_init__(self) -> None:
         if self.metrics and self.metrics_require_key and not self.api_key:

@@ -23,12 +23,12 @@ import httpx
 import pexpect
 import pytest
 
-from fixtures import THINK_MODEL, get_preset, materialize
 from fixtures.think_data import QUESTIONS
+from reference.presets import THINK_MODEL, get_preset, materialize
+from tests.helpers import TINY
 from tests.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = "tiny-random-llama"
 PROMPT = re.compile(r"you(?:\x1b\[0m)?> ")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 # A frame of the live view that starts with text rather than the spinner (braille) or a cursor move.

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from fixtures import TINY_MODEL, get_preset, materialize
 from reference.engine import (
     Engine,
     EngineFailure,
@@ -22,6 +21,7 @@ from reference.engine.engine import MAX_WORKER_RESTARTS
 from reference.engine.handle import SequenceHandle
 from reference.engine.scheduler import Round
 from reference.loading import LoadedModel, load_model
+from reference.presets import TINY_MODEL, get_preset, materialize
 
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures import TINY_MODEL, get_preset, materialize
 from reference.engine import SamplingParams
 from reference.engine.sampling import SamplerState, sample
 from reference.errors import ContextLengthExceeded
+from reference.presets import TINY_MODEL, get_preset, materialize
 from reference.protocol.detokenize import IncrementalDetokenizer
 from reference.protocol.prompt import check_prompt_size
 from reference.protocol.stops import StopMatcher

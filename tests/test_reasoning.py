@@ -17,10 +17,9 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from conformance.client import fold_chunks
-from fixtures import THINK_MODEL, get_preset, materialize
 from fixtures.think_data import QUESTIONS, reply_for
-from tests.conftest import TIMEOUT, sse_events
+from reference.presets import THINK_MODEL, get_preset, materialize
+from tests.helpers import TIMEOUT, fold_stream, sse_events
 from tests.server import serve
 
 TAGS = ("<think>", "</think>")
@@ -55,9 +54,7 @@ def post(http: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     if not body.get("stream"):
         return dict(r.json())
-    events = sse_events(r)
-    assert events[-1] == "[DONE]"
-    return fold_chunks([json.loads(e) for e in events[:-1]])
+    return fold_stream(sse_events(r))
 
 
 def ask(http: httpx.Client, stream: bool, **overrides: Any) -> dict[str, Any]:

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from fixtures import THINK_MODEL, get_preset, materialize
 from reference.cli.serve import settings_from_args
 from reference.config import ConfigError
+from reference.presets import THINK_MODEL, get_preset, materialize
 from reference.protocol.detokenize import IncrementalDetokenizer
-from reference.protocol.grammar import Grammars, json_grammar, with_reasoning
+from reference.protocol.grammar import json_grammar, with_reasoning
 from reference.protocol.prompt import render_prompt
 from reference.protocol.reasoning import ReasoningParser, ThinkTags, parser_tags, reasoning_mode
 
@@ -111,11 +111,12 @@ def test_reasoning_effort_and_unknown_variables_reach_the_template(tokenizer: An
 
 @pytest.mark.parametrize("opened", [True, False])
 def test_grammar_leaves_the_thoughts_free(tokenizer: Any, opened: bool) -> None:
+    import llguidance.hf
     from llguidance import LLMatcher
 
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
     lark = with_reasoning(json_grammar(schema), TAGS.open, TAGS.close, opened=opened)
-    ll = Grammars(tokenizer, len(tokenizer), frozenset({tokenizer.eos_token_id}))._tokenizer()
+    ll = llguidance.hf.from_tokenizer(tokenizer, n_vocab=len(tokenizer), eos_token=[tokenizer.eos_token_id])
 
     def accepts(text: str) -> bool:
         matcher = LLMatcher(ll, LLMatcher.grammar_from_lark(lark))

@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fixtures import DEFAULT_MODEL, PRESETS, TINY_MODEL, materialize
 from reference.cli.serve import settings_from_args
 from reference.config import ConfigError, is_hub_id, parse_model_spec
 from reference.loading import SourceUnavailable
+from reference.presets import DEFAULT_MODEL, PRESETS, TINY_MODEL, materialize
 from reference.settings import hub_source, model_source
-from tests.conftest import TIMEOUT, chat_body
+from tests.helpers import TIMEOUT, chat_body
 from tests.server import serve
 
 
@@ -58,8 +58,8 @@ def test_preset_variants_flags_and_config_layers(tmp_path: Path) -> None:
     s = settings_from_args(["--config", str(config), "--model", "tiny-bnb-4bit", "--dtype", "float32"])
     assert s.max_loaded == 3
     table = {src.id: src for src in s.sources()}
-    assert list(table) == ["tiny-random-llama-bnb-4bit", "spec"]  # flags' models first: the default
-    variant = table["tiny-random-llama-bnb-4bit"]
+    assert list(table) == [f"{TINY_MODEL}-bnb-4bit", "spec"]  # flags' models first: the default
+    variant = table[f"{TINY_MODEL}-bnb-4bit"]
     assert variant.aliases == ("tiny-bnb-4bit",) and variant.mode.quantization == "bnb-4bit"
     assert variant.mode.dtype == "float32"  # the flag over the file's [server]
     spec = table["spec"]

@@ -14,14 +14,14 @@ import httpx
 import pytest
 import uvicorn
 
-from fixtures import TINY_MODEL, get_preset, materialize
 from reference.app import create_app
 from reference.engine import SamplingParams
 from reference.engine.engine import MAX_WORKER_RESTARTS
 from reference.launch import free_port
+from reference.presets import TINY_MODEL, get_preset, materialize
 from reference.registry import ModelSource, Registry
 from reference.settings import Settings
-from tests.conftest import TIMEOUT, TINY, chat_body, sse_events
+from tests.helpers import TIMEOUT, TINY, chat_body, sse_events
 from tests.server import serve
 
 

@@ -18,6 +18,7 @@ import uvicorn
 
 from conformance.launcher import free_port
 from conformance.openapi import CORE_PARAMS
+from conformance.tests import fakeapis
 from conformance.tests.fakemodel import VOCAB, Choice, generate
 
 __all__ = ["API_KEY", "MODELS", "REASONER", "FakeServer", "app"]
@@ -351,6 +352,54 @@ def _err(e: ApiError, defects: set[str]) -> tuple[int, Any]:
     return e.status, {"error": {"message": e.message, "type": kind, "param": e.param, "code": e.code}}
 
 
+async def _send_sse(send: Send, frames: list[bytes]) -> None:
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]}
+    )
+    for frame in frames:
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+        await asyncio.sleep(0)
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _other_api(send: Send, method: str, route: str, raw: bytes, defects: set[str]) -> None:
+    """``/responses`` (POST, GET by id) and legacy ``/completions`` (POST), on the fake model."""
+    try:
+        if ("no_responses" in defects and route.startswith("responses")) or (
+            "no_completions" in defects and route == "completions"
+        ):
+            raise ApiError(404, f"no route {method} {route}")
+        if route.startswith("responses/") and method == "GET":
+            return await _send_json(send, 200, fakeapis.stored(route.removeprefix("responses/"), defects))
+        if method != "POST" or route not in ("responses", "completions"):
+            raise ApiError(404, f"no route {method} {route}")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise ApiError(400, "body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "body must be a JSON object")
+        if route == "completions":
+            if not body.get("stream"):
+                return await _send_json(send, 200, fakeapis.completion_obj(body, validate, defects))
+            chunks = fakeapis.completion_chunks(body, validate, defects)
+            frames = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks]
+            return await _send_sse(send, [*frames, b"data: [DONE]\n\n"])
+        _, response = fakeapis.generate_response(body, validate, defects)
+        if not body.get("stream"):
+            return await _send_json(send, 200, response)
+        events = fakeapis.response_events(response, defects)
+        for e in events if "resp_no_sequence" in defects else []:
+            del e["sequence_number"]
+        frames = [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+        return await _send_sse(send, frames)
+    except fakeapis.RouteError as e:
+        status, obj = _err(ApiError(e.status, e.message, e.param, e.code), defects)
+    except ApiError as e:
+        status, obj = _err(e, defects)
+    await _send_json(send, status, obj)
+
+
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
@@ -391,6 +440,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             return await _send_json(
                 send, 200, {"id": mid, "object": "model", "created": 1700000000, "owned_by": "fake"}
             )
+        if route.startswith("responses") or route == "completions":
+            return await _other_api(send, scope["method"], route, raw, defects)
         if route != "chat/completions" or scope["method"] != "POST":
             raise ApiError(404, f"no route {scope['method']} {route}")
         try:

@@ -89,6 +89,43 @@ DEFECTS: dict[str, tuple[set[str], bool]] = {
     "no_envelope": ({"test_invalid_request[n_zero]", "test_unknown_model"}, False),
     "usage_wrong_total": ({"test_usage_present_and_sums"}, False),
     "created_float": ({"test_completion_validates[json]", "test_id_and_created"}, False),
+    # /responses
+    "resp_usage_wrong_total": ({"test_response_object", "test_stream_folds_to_the_response"}, False),
+    "resp_ignore_max_output_tokens": ({"test_max_output_tokens"}, True),
+    "resp_done_order": ({"test_response_event_order"}, True),
+    "resp_done_text_differs": ({"test_stream_folds_to_the_response"}, True),
+    "resp_no_sequence": ({"test_response_event_order"}, False),
+    "resp_no_completed": (
+        {
+            "test_response_event_order",
+            "test_responses_sdk_create_and_stream",
+            "test_stream_folds_to_the_response",
+            "test_streamed_function_call",
+        },
+        True,
+    ),
+    "resp_tool_args_not_json": ({"test_function_call_round_trip", "test_streamed_function_call"}, True),
+    "resp_tools_ignored": ({"test_function_call_round_trip", "test_streamed_function_call"}, True),
+    "resp_args_done_differs": ({"test_streamed_function_call"}, True),
+    "resp_get_unknown_200": ({"test_retrieve_stored"}, False),
+    "resp_store_false_kept": ({"test_store_false_is_not_kept"}, True),
+    "resp_previous_ignored": ({"test_previous_response_id"}, True),
+    "resp_format_ignored": ({"test_parse_text_format"}, True),
+    # legacy /completions
+    "cmpl_wrong_object": ({"test_completion_object[json]", "test_completion_object[stream]"}, False),
+    "cmpl_ignore_max_tokens": (
+        {f"test_completion_max_tokens_exact[{m}]" for m in ("json", "stream")},
+        False,
+    ),
+    "cmpl_prompt_list_one": ({"test_prompt_list_and_n", "test_token_id_prompt"}, True),
+    "cmpl_token_ids_500": ({"test_token_id_prompt"}, True),
+    "cmpl_logprobs_positive": (
+        {f"test_completion_logprobs_shape[{m}]" for m in ("json", "stream")}
+        | {"test_completion_echo_scores_the_prompt"},
+        True,
+    ),
+    "cmpl_ignore_echo": ({"test_completion_echo"}, True),
+    "cmpl_usage_not_final": ({"test_completion_include_usage"}, True),
 }
 
 
@@ -180,6 +217,20 @@ def test_no_reasoning_model_is_unsupported(pytester: pytest.Pytester, fake: Fake
     data = json.loads((pytester.path / "report.json").read_text())
     reasoning = next(f for f in data["features"] if f["feature"] == "reasoning")
     assert reasoning["unsupported"] == len(SPLIT) and reasoning["passed"] == 2
+
+
+@pytest.mark.parametrize(
+    ("route", "module"), [("responses", "test_responses"), ("completions", "test_completions")]
+)
+def test_missing_route_is_unsupported(
+    pytester: pytest.Pytester, fake: FakeServer, route: str, module: str
+) -> None:
+    """A server without the route (a 404 envelope) has that whole group reported unsupported."""
+    failed, _, _ = run_suite(pytester, fake.url(f"no_{route}"), "-k", module)
+    assert not failed
+    data = json.loads((pytester.path / "report.json").read_text())
+    row = next(f for f in data["features"] if f["feature"] == route)
+    assert row["unsupported"] == row["checks"] >= 10 and row["status"] == "unsupported"
 
 
 def test_silently_ignored_is_failure(pytester: pytest.Pytester, fake: FakeServer) -> None:

@@ -60,7 +60,7 @@ class _LiveAnswer:
 
     def __rich__(self) -> RenderableType:
         a = self.answer
-        if not (a.content or a.reasoning or a.tool_calls):
+        if not (a.content or a.reasoning or a.calls):
             return self.spinner  # one instance, so that it turns
         text = Text()
         if a.reasoning:

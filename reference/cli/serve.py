@@ -9,9 +9,9 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from fixtures import DEFAULT_MODEL
 from reference.config import DTYPES, ModeOptions, load_config, mode_options
 from reference.engine import SchedulerConfig
+from reference.presets import DEFAULT_MODEL
 from reference.protocol.reasoning import PARSER_NAMES
 from reference.quant import QUANT_MODES
 from reference.settings import Settings, SettingsError
@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="on SIGTERM stop accepting, let in-flight responses finish this long, then cancel them "
         "(default: 10)",
     )
+    p.add_argument(
+        "--responses-store-size",
+        type=int,
+        help="finished /v1/responses kept in memory for previous_response_id and GET, least recently "
+        "used dropped first; 0 keeps none (default: 1000)",
+    )
     p.add_argument("--log-level", default="info", help="default: info")
     return p
 
@@ -145,10 +151,15 @@ def settings_from_args(argv: list[str]) -> Settings:
         kv_cache_tokens=a.kv_cache_tokens,
         metrics=bool(_first(a.metrics, config and config.metrics, True)),
         metrics_require_key=bool(_first(a.metrics_require_key, config and config.metrics_require_key, False)),
+        responses_store_size=int(
+            _first(a.responses_store_size, config and config.responses_store_size, 1000)
+        ),
     )
 
 
 def _engine(a: argparse.Namespace) -> SchedulerConfig:
+    if a.responses_store_size is not None and a.responses_store_size < 0:
+        raise SettingsError("--responses-store-size must be a non-negative integer")
     for name in ("max_running", "max_waiting", "max_prefill_tokens", "kv_cache_tokens"):
         value = getattr(a, name)
         if value is not None and value < (0 if name == "max_waiting" else 1):

@@ -7,7 +7,14 @@ callers hand it prompt ids and :class:`SamplingParams` and read back :class:`Tok
 from reference.engine.engine import Engine, EngineStats, EngineUnavailable
 from reference.engine.handle import SequenceHandle
 from reference.engine.scheduler import QueueFull, SchedulerConfig
-from reference.engine.types import EngineFailure, FinishReason, SamplingParams, TokenConstraint, TokenEvent
+from reference.engine.types import (
+    EngineFailure,
+    FinishReason,
+    PromptLogprobs,
+    SamplingParams,
+    TokenConstraint,
+    TokenEvent,
+)
 
 __all__ = [
     "Engine",
@@ -15,6 +22,7 @@ __all__ = [
     "EngineStats",
     "EngineUnavailable",
     "FinishReason",
+    "PromptLogprobs",
     "QueueFull",
     "SamplingParams",
     "SchedulerConfig",

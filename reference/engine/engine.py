@@ -29,7 +29,7 @@ from typing import Any
 
 from reference.engine.handle import SequenceHandle
 from reference.engine.runner import ModelRunner
-from reference.engine.sampling import SamplerState, sample
+from reference.engine.sampling import SamplerState, prompt_logprobs, sample
 from reference.engine.scheduler import QueueFull, Round, Scheduler, SchedulerConfig
 from reference.engine.sequence import Sequence, State
 from reference.engine.speculative import (
@@ -39,7 +39,7 @@ from reference.engine.speculative import (
     SpeculativeConfig,
     verify_step,
 )
-from reference.engine.types import EngineFailure, SamplingParams, TokenConstraint, TokenEvent
+from reference.engine.types import EngineFailure, PromptLogprobs, SamplingParams, TokenConstraint, TokenEvent
 
 __all__ = ["MAX_WORKER_RESTARTS", "Engine", "EngineStats", "EngineUnavailable", "QueueFull"]
 
@@ -117,15 +117,24 @@ class Engine:
         params: list[SamplingParams],
         constraints: Collection[TokenConstraint | None],
     ) -> list[SequenceHandle]:
-        """Queue sequences over one prompt, all or none; call from the event loop.
+        """Queue sequences over one prompt, all or none; see :meth:`submit_all`."""
+        return self.submit_all([prompt_ids] * len(params), params, constraints)
 
-        Raises ``ValueError`` when the prompt does not fit and :class:`QueueFull` past the queue.
+    def submit_all(
+        self,
+        prompts: list[list[int]],
+        params: list[SamplingParams],
+        constraints: Collection[TokenConstraint | None],
+    ) -> list[SequenceHandle]:
+        """Queue sequences, each over its own prompt, all or none; call from the event loop.
+
+        Raises ``ValueError`` when a prompt does not fit and :class:`QueueFull` past the queue.
         """
-        if len(prompt_ids) >= self.context_length:
+        if any(len(prompt_ids) >= self.context_length for prompt_ids in prompts):
             raise ValueError("prompt does not fit the context window")
         loop = asyncio.get_running_loop()
         seqs = []
-        for p, c in zip(params, constraints, strict=True):
+        for prompt_ids, p, c in zip(prompts, params, constraints, strict=True):
             handle = SequenceHandle(loop)
             seq = Sequence(next(self._ids), list(prompt_ids), p, handle, SamplerState(p, self.vocab_size), c,
                            self.context_length, proposer=self._proposer(p, c))  # fmt: skip
@@ -272,7 +281,14 @@ class Engine:
 
     def _prefill(self, seq: Sequence, n: int) -> None:
         chunk = seq.prompt_ids[seq.computed : seq.computed + n]
-        logits = self.runner.prefill(seq.slot, chunk, seq.computed)  # [vocab]
+        k = seq.params.prompt_logprobs
+        if k is None:
+            logits = self.runner.prefill(seq.slot, chunk, seq.computed)  # [vocab]
+        else:  # every position's logits: position i scores prompt token i + 1
+            rows = self.runner.verify(seq.slot, chunk, seq.computed)  # [n, vocab]
+            targets = seq.prompt_ids[seq.computed + 1 : seq.computed + n + 1]
+            seq.handle.post(PromptLogprobs(seq.computed + 1, prompt_logprobs(rows, targets, k)))
+            logits = rows[-1]
         self._scheduler.slots.extend(seq.slot, chunk)
         seq.computed += n
         if seq.prompt_left == 0:

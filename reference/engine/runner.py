@@ -1,9 +1,10 @@
 """The forwards of one model over its slot KV memory: prefill chunks, batched decode, verify.
 
 Owns the model and its :class:`~reference.engine.kv.SlotKV`, and is the only engine code that
-touches torch besides sampling. Every forward passes explicit per-row ``position_ids`` and a 4-D
-attention mask, so rows at different lengths share one forward: ``decode`` reads the weights
-once for every decoding sequence, which is where batching gains on a memory-bound decode.
+runs the served model (a draft model's forwards are :mod:`reference.engine.steps`'). Every
+forward passes explicit per-row ``position_ids`` and a 4-D attention mask, so rows at different
+lengths share one forward: ``decode`` reads the weights once for every decoding sequence, which
+is where batching gains on a memory-bound decode.
 Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it sees slots,
 token ids and positions, and returns logits.
 """

@@ -106,7 +106,9 @@ class Scheduler:
                 return
             if self._worth_waiting(seq):
                 continue
-            assignment = self.slots.assign(seq.id, seq.prompt_ids)
+            # a prompt to be scored is computed in full: reused positions come without logits
+            scored = seq.params.prompt_logprobs is not None
+            assignment = self.slots.assign(seq.id, [] if scored else seq.prompt_ids)
             assert assignment is not None  # a slot is free
             self.waiting.remove(seq)
             seq.slot, seq.computed, seq.cached = assignment.slot, assignment.reused, assignment.reused
@@ -116,7 +118,7 @@ class Scheduler:
 
     def _worth_waiting(self, seq: Sequence) -> bool:
         """True when a prefill in progress will soon hold much more of this prompt than any slot does."""
-        if not self.config.prefix_cache:
+        if not self.config.prefix_cache or seq.params.prompt_logprobs is not None:
             return False
         _, stored = self.slots.best_match(seq.prompt_ids)
         cap = len(seq.prompt_ids) - 1

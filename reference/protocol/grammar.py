@@ -110,9 +110,8 @@ def _re(text: str) -> str:
 class GrammarConstraint:
     """One sequence's matcher, speaking the engine's ``TokenConstraint`` protocol."""
 
-    def __init__(self, matcher: Any, vocab_size: int) -> None:
+    def __init__(self, matcher: Any) -> None:
         self._matcher = matcher
-        self._vocab = vocab_size
         self.failed = False
 
     def allowed_mask(self, vocab_size: int) -> torch.Tensor | None:
@@ -128,9 +127,6 @@ class GrammarConstraint:
         if not self.failed and not self._matcher.consume_token(token_id):
             self.failed = True
             log.warning("grammar rejected token %d: %s", token_id, self._matcher.get_error())
-
-    def is_finished(self) -> bool:
-        return bool(self._matcher.is_stopped())
 
 
 class Grammars:
@@ -169,4 +165,4 @@ class Grammars:
                 while len(self._cache) > 64:
                     self._cache.popitem(last=False)
             self._cache.move_to_end(lark)
-            return GrammarConstraint(template.deep_copy(), self._vocab)
+            return GrammarConstraint(template.deep_copy())

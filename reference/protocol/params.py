@@ -96,6 +96,7 @@ def sampling_params(
     stop_token_ids: frozenset[int],
     vocab_size: int,
     defaults: Mapping[str, float] | None = None,
+    prompt_param: str = "messages",
 ) -> SamplingParams:
     defaults = defaults or {}  # the model's own generation defaults, where it sets any
     room = context_length - prompt_tokens
@@ -105,8 +106,8 @@ def sampling_params(
         asked = f" and {requested} completion tokens" if requested is not None else ""
         raise ContextLengthExceeded(
             f"This model's maximum context length is {context_length} tokens. However, you requested "
-            f"{prompt_tokens} prompt tokens{asked}. Shorten the messages or lower `{param}`.",
-            param="messages" if room < 1 or requested is None else param,
+            f"{prompt_tokens} prompt tokens{asked}. Shorten the {prompt_param} or lower `{param}`.",
+            param=prompt_param if room < 1 or requested is None else param,
         )
     bias: dict[int, float] = {}
     for key, value in (req.logit_bias or {}).items():

@@ -104,7 +104,9 @@ def render_prompt(
     return [int(i) for i in ids]
 
 
-def check_prompt_size(messages: list[dict[str, Any]], chars_per_token: int, context_length: int) -> None:
+def check_prompt_size(
+    messages: list[dict[str, Any]], chars_per_token: int, context_length: int, *, param: str = "messages"
+) -> None:
     """Refuse a prompt that cannot fit, before the template renders and tokenizes all of it.
 
     ``chars_per_token`` is the most text characters one vocabulary entry stands for (at most its
@@ -117,7 +119,7 @@ def check_prompt_size(messages: list[dict[str, Any]], chars_per_token: int, cont
     at_least = -(-chars // max(chars_per_token, 1))
     if at_least > context_length:
         raise ContextLengthExceeded(
-            f"This model's maximum context length is {context_length} tokens. However, the messages "
-            f"need at least {at_least} tokens. Shorten the messages.",
-            param="messages",
+            f"This model's maximum context length is {context_length} tokens. However, the {param} "
+            f"need at least {at_least} tokens. Shorten the {param}.",
+            param=param,
         )
