@@ -31,6 +31,7 @@ __all__ = [
     "ModelList",
     "Penalty",
     "PromptTokensDetails",
+    "ReasoningEffort",
     "StreamOptions",
     "SystemMessage",
     "TextPart",
