@@ -113,7 +113,11 @@ class Engine:
         buckets = ", ".join(map(str, runner.compiled.buckets))
         log.info("%s: compiling the decode step for batch %s (cache %s)", self.name, buckets,
                  os.environ.get("TORCHINDUCTOR_CACHE_DIR"))  # fmt: skip
-        seconds = runner.compiled.warm_up(lambda line: log.info("%s: %s", self.name, line))
+        try:
+            seconds = runner.compiled.warm_up(lambda line: log.info("%s: %s", self.name, line))
+        except Exception:  # no C++ compiler, an inductor bug: serve eager rather than not at all
+            log.exception("%s: compiling the decode step failed; decoding eager", self.name)
+            return ModelRunner(model, slots=slots, capacity=self.context_length)
         log.info("%s: decode step compiled in %.1f s", self.name, seconds)
         return runner
 
