@@ -44,6 +44,7 @@ class Target:
     api_key: str | None = None
     timeout: float = 60.0
     language_model: str = ""  # a model that produces language; defaults to ``model``
+    reasoning_model: str = ""  # a model served with its thinking split off; "" when none was named
 
     @property
     def chat_model(self) -> str:

@@ -20,7 +20,7 @@ import pytest
 
 from conformance.client import Target
 from conformance.fuzz import Figures
-from conformance.launcher import DEFAULT_MODELS, start_reference
+from conformance.launcher import DEFAULT_MODELS, REASONING_MODEL, start_reference
 from conformance.report import Report
 
 __all__ = [
@@ -66,6 +66,17 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
             "metavar": "NAME",
             "help": "model used by the few checks that need real language: structured output, penalties, "
             f"one reply (default: --model; self-started: {DEFAULT_MODELS[1]})",
+        },
+    ),
+    (
+        "--conformance-reasoning-model",
+        None,
+        {
+            "default": None,
+            "metavar": "NAME",
+            "help": "a model that thinks before answering (<think>…</think>) and that the server serves "
+            "with its reasoning split; the `reasoning` checks report unsupported without it "
+            f"(default: none; self-started: {REASONING_MODEL})",
         },
     ),
     (
@@ -267,7 +278,14 @@ def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     if base_url:
         key = opt("conformance_api_key")
         model = opt("conformance_model") or _first_model(base_url, key, timeout)
-        target = Target(base_url.rstrip("/"), model, key, timeout, opt("conformance_language_model") or "")
+        target = Target(
+            base_url.rstrip("/"),
+            model,
+            key,
+            timeout,
+            opt("conformance_language_model") or "",
+            opt("conformance_reasoning_model") or "",
+        )
         report.target = {"base_url": target.base_url, "model": model, "self_started": False}
         yield target
         return
@@ -278,7 +296,8 @@ def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     try:
         model = opt("conformance_model") or DEFAULT_MODELS[0]
         language = opt("conformance_language_model") or DEFAULT_MODELS[1]
-        target = Target(server.base_url, model, server.api_key, timeout, language)
+        reasoning = opt("conformance_reasoning_model") or REASONING_MODEL
+        target = Target(server.base_url, model, server.api_key, timeout, language, reasoning)
         report.target = {"base_url": target.base_url, "model": model, "self_started": True}
         yield target
     finally:

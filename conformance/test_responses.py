@@ -12,6 +12,7 @@ import re
 from typing import Any, Literal
 
 import pytest
+from openai.types.responses import ParsedResponse, Response
 from pydantic import BaseModel
 
 from conformance.api import Api
@@ -52,7 +53,8 @@ class Weather(BaseModel):
 
 
 def _body(api: Api, body: dict[str, Any]) -> dict[str, Any]:
-    payload = {"model": api.target.model, "input": ASK, "max_output_tokens": 16, "temperature": 0, **body}
+    payload = {"model": api.target.model, "input": ASK, "max_output_tokens": 16, "temperature": 0}
+    payload |= {"stream": False, **body}  # explicit: the default is its own check
     return {k: v for k, v in payload.items() if v is not None}
 
 
@@ -132,6 +134,19 @@ def _calls(response: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(args, dict) or "location" not in args:
             raise ConformanceError(f"function_call arguments lack the required location: {describe(args)}")
     return calls
+
+
+def test_response_json_by_default(api: Api) -> None:
+    """``stream`` defaults to false: a request without it gets one JSON response (the SDK relies on it)."""
+    body = _body(api, {})
+    del body["stream"]
+    resp = api.post(body, "responses")
+    if resp.status != 200:
+        api.refuse(resp, FEATURE, "response without a stream field")
+    if not resp.content_type.startswith("application/json"):
+        raise ConformanceError(
+            f"without `stream` the answer must be JSON, got {resp.content_type!r}: {describe(resp.text)}"
+        )
 
 
 def test_response_object(api: Api) -> None:
@@ -221,9 +236,11 @@ def test_stream_folds_to_the_response(api: Api) -> None:
 
 def test_responses_sdk_create_and_stream(api: Api) -> None:
     kw: dict[str, Any] = {"model": api.target.chat_model, "input": "Say hello.", "max_output_tokens": 48}
-    made = api.sdk_call(FEATURE, "responses.create", lambda: api.sdk.responses.create(temperature=0, **kw))
-    if not isinstance(made.output_text, str) or made.object != "response":
-        raise ConformanceError(f"responses.create returned {describe(made.model_dump(), 120)}")
+    made: Any = api.sdk_call(
+        FEATURE, "responses.create", lambda: api.sdk.responses.create(temperature=0, **kw)
+    )
+    if not isinstance(made, Response) or made.object != "response":
+        raise ConformanceError(f"responses.create returned no response object: {describe(str(made), 120)}")
 
     def stream() -> tuple[list[Any], Any]:
         with api.sdk.responses.stream(temperature=0, **kw) as s:
@@ -320,7 +337,7 @@ def test_parse_text_format(api: Api) -> None:
         )
 
     r = api.sdk_call(FEATURE, "responses.parse", parse)
-    if not isinstance(r.output_parsed, Weather):
+    if not isinstance(r, ParsedResponse) or not isinstance(r.output_parsed, Weather):
         raise ConformanceError(f"text_format output did not parse: {describe(r.output_text)}")
 
 

@@ -15,7 +15,7 @@ The config file::
     metrics_require_key = false   # true: /metrics wants the API key like /v1
     responses_store_size = 1000   # finished /v1/responses kept in memory (LRU); 0 keeps none
     dtype = "auto"                # mode defaults for every model: dtype, device, attn, quantization,
-                                  # speculative, speculative_tokens
+                                  # speculative, speculative_tokens, compile, reasoning_parser
     [[model]]
     id = "smol"                   # optional: defaults from the source
     source = "smollm2-135m-instruct"   # preset, model dir or .gguf (relative to this file), hub id
@@ -23,6 +23,7 @@ The config file::
     quantization = "int8"
     speculative = "draft:tiny"    # or "prompt-lookup", "none"
     compile = true                # torch.compile the decode step at load (default: off)
+    reasoning_parser = "think"    # split <think>…</think> from the answer; "none" (default) leaves it
     pinned = true
 """
 
@@ -35,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reference.protocol.reasoning import PARSER_NAMES
 from reference.quant import QUANT_MODES
 
 __all__ = [
@@ -54,7 +56,16 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-
 _ATTN = re.compile(r"^[a-z0-9_|-]{1,64}$")  # no '/': a hub kernel id would be fetched from the hub
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-_MODE_KEYS = ("dtype", "device", "attn", "quantization", "speculative", "speculative_tokens", "compile")
+_MODE_KEYS = (
+    "dtype",
+    "device",
+    "attn",
+    "quantization",
+    "speculative",
+    "speculative_tokens",
+    "compile",
+    "reasoning_parser",
+)
 _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 _SERVER_KEYS = (
     "max_loaded",
@@ -92,6 +103,7 @@ class ModeOptions:
     speculative: str | None = None  # none | prompt-lookup | draft:<model id>
     speculative_tokens: int | None = None
     compile: bool | None = None  # torch.compile the decode step when the model loads
+    reasoning_parser: str | None = None  # a name of reference.protocol.reasoning; "none": no split
 
     def over(self, base: ModeOptions) -> ModeOptions:
         mine = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -146,6 +158,7 @@ def _check_mode(key: str, value: Any, where: str) -> Any:
         "quantization": value in QUANT_MODES,
         "speculative": value in ("none", "prompt-lookup")
         or (value.startswith("draft:") and (valid_model_id(value[6:]) or is_hub_id(value[6:]))),
+        "reasoning_parser": value in PARSER_NAMES,
     }[key]
     if not ok:
         expected = {
@@ -154,6 +167,7 @@ def _check_mode(key: str, value: Any, where: str) -> Any:
             "attn": "an attention implementation name such as sdpa or eager",
             "quantization": " | ".join(QUANT_MODES),
             "speculative": "none | prompt-lookup | draft:<model id>",
+            "reasoning_parser": " | ".join(PARSER_NAMES),
         }[key]
         raise bad(expected)
     return value

@@ -19,9 +19,10 @@ from reference.engine import EngineUnavailable, QueueFull, SequenceHandle
 from reference.errors import ContextLengthExceeded, EngineDown, InvalidRequest, RateLimited, RequestTimeout
 from reference.protocol.choice import ChoiceDelta, merge_choices, run_choice
 from reference.protocol.grammar import GrammarConstraint, GrammarError
-from reference.protocol.output import OutputPlan, plan_output
+from reference.protocol.output import OutputPlan, plan_output, with_reasoning_mode
 from reference.protocol.params import RequestPlan, check_request, sampling_params
 from reference.protocol.prompt import check_prompt_size, render_prompt, to_template_messages
+from reference.protocol.reasoning import reasoning_mode
 from reference.protocol.streaming import CompletionMeta
 from reference.protocol.tools.formats import detect_format
 from reference.protocol.tools.parser import ToolCallParser
@@ -74,8 +75,11 @@ async def prepare(
     output = plan_output(req, detect_format(tokenizer))
     messages = to_template_messages(req.messages)
     check_prompt_size(messages, served.loaded.max_token_chars, served.engine.context_length)
-    prompt_ids = await anyio.to_thread.run_sync(render_prompt, tokenizer, messages, output.prompt_tools)
-    return plan, output, prompt_ids
+    prompt_ids = await anyio.to_thread.run_sync(
+        render_prompt, tokenizer, messages, output.prompt_tools, plan.template_kwargs
+    )
+    mode = reasoning_mode(served.source.reasoning_parser, tokenizer, prompt_ids)
+    return plan, with_reasoning_mode(output, mode), prompt_ids
 
 
 async def start(req: ChatCompletionRequest, served: ServedModel) -> Generation:
@@ -133,6 +137,7 @@ async def launch(
     except ValueError as exc:  # the prompt alone fills the context
         raise ContextLengthExceeded(str(exc), param=prompt_param) from exc
     tool_format = output.tool_format if output is not None else None
+    thinking = output.reasoning if output is not None else None
     streams = [
         run_choice(
             i,
@@ -142,6 +147,7 @@ async def launch(
             loaded.eos_token_ids,
             plan.logprobs,
             ToolCallParser(tool_format) if tool_format else None,
+            thinking.parser() if thinking else None,
         )
         for i, h in enumerate(handles)
     ]

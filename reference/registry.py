@@ -47,6 +47,7 @@ class ModelSource:
     compile: bool = False  # compile the decode step when the engine starts
     pinned: bool = False
     kind: str = "preset"  # preset | dir | gguf | hub
+    reasoning_parser: str | None = None  # splits thinking from the answer (protocol.reasoning)
     description: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
 

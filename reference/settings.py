@@ -139,6 +139,8 @@ def model_source(
         preset, quant, suffix = hit
         if spec.options.quantization is None and quant != "none":
             options = ModeOptions(quantization=quant).over(options)
+        if options.reasoning_parser is None:  # a preset's own parser, unless flags or config say
+            options = ModeOptions(reasoning_parser=preset.reasoning_parser).over(options)
         own = [a + suffix for a in preset.aliases if valid_model_id(a + suffix)] if not spec.id else []
         return _source(spec, preset.id + suffix, own, options, lambda: materialize(preset), "preset")
     path = Path(spec.source).expanduser()
@@ -206,4 +208,5 @@ def _source(
         pinned=spec.pinned,
         kind=kind,
         description=spec.source,
+        reasoning_parser=None if options.reasoning_parser == "none" else options.reasoning_parser,
     )

@@ -7,7 +7,7 @@ depending on another; knows nothing of HTTP clients, the SDK's classes or what a
 response looks like.
 """
 
-from wire.fold import ChunkFolder, fold_chunks, fold_text_chunks
+from wire.fold import REASONING_KEYS, ChunkFolder, fold_chunks, fold_text_chunks
 from wire.sse import parse_sse, parse_sse_named
 
-__all__ = ["ChunkFolder", "fold_chunks", "fold_text_chunks", "parse_sse", "parse_sse_named"]
+__all__ = ["REASONING_KEYS", "ChunkFolder", "fold_chunks", "fold_text_chunks", "parse_sse", "parse_sse_named"]

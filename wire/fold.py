@@ -14,9 +14,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["ChunkFolder", "fold_chunks", "fold_text_chunks"]
+__all__ = ["REASONING_KEYS", "ChunkFolder", "fold_chunks", "fold_text_chunks"]
 
-_REASONING_KEYS = ("reasoning_content", "reasoning")
+# Where servers put a reasoning model's thinking: llama.cpp's server, transformers serve and
+# older vLLM say ``reasoning_content``, newer vLLM and OpenRouter ``reasoning``.
+REASONING_KEYS = ("reasoning_content", "reasoning")
 
 
 class ChunkFolder:
@@ -74,7 +76,7 @@ class ChunkFolder:
             msg["role"] = delta["role"]
         if delta.get("content") is not None:
             msg["content"] = (msg["content"] or "") + delta["content"]
-        for key in _REASONING_KEYS:
+        for key in REASONING_KEYS:
             if isinstance(delta.get(key), str):
                 msg[key] = msg.get(key, "") + delta[key]
         for tc in delta.get("tool_calls") or []:

@@ -25,6 +25,7 @@ class Choice:
     finish: str = "stop"
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     logprobs: list[dict[str, Any]] | None = None
+    reasoning: str = ""  # the thoughts of the fake reasoning model
 
 
 def instance_of(schema: dict[str, Any]) -> Any:

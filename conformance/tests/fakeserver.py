@@ -21,15 +21,18 @@ from conformance.openapi import CORE_PARAMS
 from conformance.tests import fakeapis
 from conformance.tests.fakemodel import VOCAB, Choice, generate
 
-__all__ = ["API_KEY", "MODELS", "FakeServer", "app"]
+__all__ = ["API_KEY", "MODELS", "REASONER", "FakeServer", "app"]
 
 API_KEY = "sk-fake"
-MODELS = ["fake-model", "fake-language"]
+REASONER = "fake-reasoner"  # thinks first: its thoughts come in reasoning_content and reasoning
+MODELS = ["fake-model", "fake-language", REASONER]
 CONTEXT = 512
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-KNOWN = set(CORE_PARAMS)  # the fields the suite exercises are the ones the fake understands
+# the fields the suite exercises are the ones the fake understands
+KNOWN = {*CORE_PARAMS, "reasoning_effort", "chat_template_kwargs"}
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 RANGES = {
     "temperature": (0, 2),
     "top_p": (0, 1),
@@ -136,6 +139,14 @@ def validate(body: Any, defects: set[str]) -> dict[str, Any]:
         raise ApiError(400, "tools are not supported", "tools")
     if "ignore_tools" in defects:
         body = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in EFFORTS and "effort_unchecked" not in defects:
+        raise ApiError(400, f"reasoning_effort must be one of {', '.join(EFFORTS)}", "reasoning_effort")
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ApiError(400, "chat_template_kwargs must be an object", "chat_template_kwargs")
+    if kwargs and "template_kwargs_500" in defects:
+        raise ApiError(500, "template render failed")
     rf = body.get("response_format")
     if rf is not None and (
         not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema")
@@ -166,6 +177,8 @@ def completion_obj(
         msg: dict[str, Any] = {"role": "assistant", "content": None if ch.tool_calls else ch.text}
         if ch.tool_calls:
             msg["tool_calls"] = ch.tool_calls
+        if ch.reasoning:
+            msg |= _reasoning_fields(ch.reasoning, defects)
         lp = {"content": ch.logprobs, "refusal": None} if ch.logprobs is not None else None
         out.append({"index": i, "message": msg, "finish_reason": ch.finish, "logprobs": lp})
     return {
@@ -176,6 +189,35 @@ def completion_obj(
         "choices": out,
         "usage": usage(body, choices, defects),
     }
+
+
+def think(body: dict[str, Any], choices: list[Choice], defects: set[str]) -> None:
+    """The fake reasoning model's thoughts, put where its defects put them."""
+    if body["model"] != REASONER:
+        return
+    for ch in choices:
+        thoughts = f"The question has {len(json.dumps(body['messages']).split())} words. I answer."
+        if "think_in_content" in defects:  # no parser: the raw block stays in the answer
+            ch.text = f"<think>\n{thoughts}\n</think>\n\n{ch.text}"
+        elif "reasoning_in_content" in defects:
+            ch.text, ch.reasoning = thoughts + ch.text, thoughts
+        else:
+            ch.reasoning = thoughts
+
+
+def _reasoning_fields(text: str, defects: set[str]) -> dict[str, str]:
+    return {
+        "reasoning_content": text,
+        "reasoning": text.upper() if "reasoning_fields_differ" in defects else text,
+    }
+
+
+def _reasoning_deltas(ch: Choice, defects: set[str]) -> list[dict[str, Any]]:
+    words = ch.reasoning.split(" ")
+    pieces = [" ".join(words[:2]), " " + " ".join(words[2:4]), " " + " ".join(words[4:])]
+    if "stream_reasoning_differs" in defects:
+        pieces = pieces[1:]
+    return [_reasoning_fields(p, defects) for p in pieces if ch.reasoning]
 
 
 def usage(body: dict[str, Any], choices: list[Choice], defects: set[str]) -> dict[str, int]:
@@ -206,6 +248,9 @@ def chunks(
     for i, ch in enumerate(choices):
         if "no_role" not in defects:
             out.append(mk(i, {"role": "assistant", "content": ""}))
+        thoughts = [mk(i, d) for d in _reasoning_deltas(ch, defects)]
+        if "reasoning_after_content" not in defects:
+            out += thoughts
         pos = 0
         for k, t in enumerate(ch.tokens):
             piece = (
@@ -228,6 +273,8 @@ def chunks(
                 out[-1]["choices"][0]["finish_reason"] = "length"
         if pos < len(ch.text):
             out.append(mk(i, {"content": ch.text[pos:]}))
+        if "reasoning_after_content" in defects:
+            out += thoughts
         for j, call in enumerate(ch.tool_calls):
             args = call["function"]["arguments"]
             half = len(args) // 2
@@ -337,9 +384,11 @@ async def _other_api(send: Send, method: str, route: str, raw: bytes, defects: s
                 return await _send_json(send, 200, fakeapis.completion_obj(body, validate, defects))
             chunks = fakeapis.completion_chunks(body, validate, defects)
             frames = [f"data: {json.dumps(c)}\n\n".encode() for c in chunks]
-            return await _send_sse(send, [*frames, b"data: [DONE]\n\n"])
+            done = [] if "cmpl_no_done" in defects else [b"data: [DONE]\n\n"]
+            return await _send_sse(send, [*frames, *done])
         _, response = fakeapis.generate_response(body, validate, defects)
-        if not body.get("stream"):
+        streams = body.get("stream") or ("stream" not in body and "resp_stream_by_default" in defects)
+        if not streams:
             return await _send_json(send, 200, response)
         events = fakeapis.response_events(response, defects)
         for e in events if "resp_no_sequence" in defects else []:
@@ -408,6 +457,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if "hang" in defects:
         await asyncio.sleep(30)
     choices = generate(body, defects)
+    think(body, choices, defects)
     cid, created = f"chatcmpl-{time.time_ns()}", int(time.time())
     if "created_float" in defects:
         created += 0.5  # type: ignore[assignment]

@@ -12,6 +12,7 @@ from typing import Any
 from reference.config import DTYPES, ModeOptions, load_config, mode_options
 from reference.engine import SchedulerConfig
 from reference.presets import DEFAULT_MODEL
+from reference.protocol.reasoning import PARSER_NAMES
 from reference.quant import QUANT_MODES
 from reference.settings import Settings, SettingsError
 
@@ -29,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help=f"servable model: [ID=]SOURCE[,key=value...], SOURCE a preset (or <preset>-int8, -bnb-8bit, "
         f"-bnb-4bit), a model DIR, a .gguf FILE or (with --allow-hub) a hub id; keys: alias, pinned, dtype, "
-        f"device, attn, quantization, speculative, speculative_tokens, compile. Repeatable; the first "
-        f"model is the default and loads at start (default: {DEFAULT_MODEL})",
+        f"device, attn, quantization, speculative, speculative_tokens, compile, reasoning_parser. "
+        f"Repeatable; the first model is the default and loads at start (default: {DEFAULT_MODEL})",
     )
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML file of [[model]] tables and [server] keys"
@@ -81,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="torch.compile the decode step when a model loads, per batch bucket 1, 2, 4, ... "
         "(minutes the first time, cached after; Llama-shaped models; default: off)",
+    )
+    modes.add_argument(
+        "--reasoning-parser",
+        choices=PARSER_NAMES,
+        help="split the thinking of <think>…</think> models (DeepSeek-R1, Qwen3) into the `reasoning` "
+        "and `reasoning_content` fields; deepseek_r1 and qwen3 are the same parser as think "
+        "(default: none, or the preset's own)",
     )
     batch = p.add_argument_group("batching and KV memory of every model")
     batch.add_argument("--max-running", type=int, default=8, help="sequences decoded together (default: 8)")

@@ -1,4 +1,5 @@
-"""One choice's token events folded into text deltas: detokenize, stop strings, logprobs.
+"""One choice's token events folded into text deltas: detokenize, stop strings, logprobs,
+then the thinking split off (a reasoning parser) and tool calls parsed from the rest.
 
 Both the streaming and the JSON response are built from these deltas, so the two modes can
 not disagree about text, finish reason or token counts.
@@ -15,6 +16,7 @@ from typing import Any
 from reference.engine import EngineFailure, PromptLogprobs, SequenceHandle
 from reference.errors import GenerationError
 from reference.protocol.detokenize import IncrementalDetokenizer, token_text
+from reference.protocol.reasoning import ReasoningParser
 from reference.protocol.stops import StopMatcher
 from reference.protocol.tools.parser import ArgsDelta, CallStart, Content, ToolCallParser, ToolEvent
 from reference.schemas import TokenLogprob, ToolCallDelta, TopLogprob
@@ -34,6 +36,7 @@ class ChoiceDelta:
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
     # prompt tokens 1.. scored, when the request asked for them; on a choice's first delta only
     prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
+    reasoning: str = ""  # thinking text, apart from the answer in ``text``
 
 
 def _split(index: int, events: list[ToolEvent], call_ids: list[str]) -> tuple[str, list[ToolCallDelta]]:
@@ -73,6 +76,7 @@ async def run_choice(
     stop_token_ids: frozenset[int],
     logprobs: bool,
     tools: ToolCallParser | None = None,
+    reasoning: ReasoningParser | None = None,
 ) -> AsyncIterator[ChoiceDelta]:
     detok = IncrementalDetokenizer(tokenizer)
     matcher = StopMatcher(stops)
@@ -82,13 +86,19 @@ async def run_choice(
     counted = 0
 
     def delta(text: str, finish: str | None) -> ChoiceDelta:
+        thought = ""
+        if reasoning is not None:  # stop strings apply to the whole output, as with vLLM
+            thought, text = reasoning.feed(text)
+            if finish is not None:
+                more, rest = reasoning.finish()
+                thought, text = thought + more, text + rest
         calls: list[ToolCallDelta] = []
         if tools is not None:
             events = tools.feed(text) + (tools.finish() if finish is not None else [])
             text, calls = _split(index, events, call_ids)
             if finish == "stop" and tools.calls:
                 finish = "tool_calls"
-        return ChoiceDelta(index, text, pending, finish, counted, calls, list(scored))
+        return ChoiceDelta(index, text, pending, finish, counted, calls, list(scored), thought)
 
     try:
         async for ev in handle:
@@ -113,7 +123,7 @@ async def run_choice(
                 return
             if released:
                 out = delta(released, None)
-                if out.text or out.tool_calls or not tools:
+                if out.text or out.tool_calls or out.reasoning:  # else a parser holds it back
                     yield out
                     pending, counted = [], 0
                     scored.clear()

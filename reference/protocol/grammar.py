@@ -18,7 +18,7 @@ import torch
 
 from reference.protocol.tools.formats import ToolFormat
 
-__all__ = ["GrammarConstraint", "GrammarError", "Grammars", "json_grammar", "tool_grammar"]
+__all__ = ["GrammarConstraint", "GrammarError", "Grammars", "json_grammar", "tool_grammar", "with_reasoning"]
 
 log = logging.getLogger("chatref.grammar")
 
@@ -80,6 +80,23 @@ def tool_grammar(fmt: ToolFormat, tools: list[dict[str, Any]], *, mode: str, par
         )
         + "\n"
     )
+
+
+def with_reasoning(lark: str, open_tag: str, close_tag: str, *, opened: bool) -> str:
+    """``lark`` for the answer after a free thinking block: text up to the first closing tag (a
+    lazy lexeme, so it ends there), a little whitespace (bounded: a small model would rather
+    pad with newlines than start a JSON object), then the answer. ``opened``: the prompt already
+    opened the block, so the output starts inside it; otherwise the block is optional."""
+    assert lark.startswith("start:"), "every grammar built here starts with its start rule"
+    answer = "answer:" + lark.removeprefix("start:")
+    if opened:
+        head = ["start: think GAP? answer", f"think[lazy]: /(.|\\n)*{_re(close_tag)}/"]
+    else:
+        head = [
+            "start: (think GAP?)? answer",
+            f"think[lazy]: /[ \\n]*{_re(open_tag)}(.|\\n)*{_re(close_tag)}/",
+        ]
+    return "\n".join([*head, "GAP: /[ \\n]{1,4}/", answer])
 
 
 def _lit(text: str) -> str:

@@ -6,6 +6,7 @@ certain to overflow the context is refused without being rendered or tokenized.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from reference.errors import ContextLengthExceeded, InvalidRequest, Unsupported
@@ -59,6 +60,9 @@ def to_template_messages(messages: list[Message]) -> list[dict[str, Any]]:
             out.append({"role": "user", "content": _text(m.content, i)})
         elif isinstance(m, AssistantMessage):
             msg: dict[str, Any] = {"role": "assistant", "content": _text(m.content, i)}
+            thought = m.reasoning_content if m.reasoning_content is not None else m.reasoning
+            if thought:  # templates that keep past thinking (Qwen3's) read this name
+                msg["reasoning_content"] = thought
             if m.tool_calls:
                 msg["tool_calls"] = [
                     {
@@ -75,11 +79,17 @@ def to_template_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 def render_prompt(
-    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> list[int]:
+    """Prompt ids; ``template_kwargs`` (``enable_thinking``, ``reasoning_effort``, …) become
+    variables of the template, which uses the ones it knows and ignores the rest."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise InvalidRequest("this model has no chat template", param="model", code="no_chat_template")
-    kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": True, "return_dict": False}
+    kwargs: dict[str, Any] = {**(template_kwargs or {})}
+    kwargs.update(add_generation_prompt=True, tokenize=True, return_dict=False)
     if template_supports_tools(tokenizer):
         if tools:
             kwargs["tools"] = tools

@@ -51,7 +51,7 @@ def _sse(payload: bytes) -> bytes:
 async def chunks(
     meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]
 ) -> AsyncIterator[ChatCompletionChunk]:
-    """The stream's chunk objects: role, content and tool-call deltas, finish reasons, usage.
+    """The stream's chunk objects: role, reasoning, content and tool-call deltas, finish reasons, usage.
 
     A failure of the generation propagates as its :class:`APIError`.
     """
@@ -68,9 +68,12 @@ async def chunks(
     async for d in deltas:
         completion_tokens += d.tokens
         lp = Logprobs(d.logprobs) if meta.logprobs else None
-        if d.text or d.logprobs or d.tool_calls:
-            content = d.text if d.text or not d.tool_calls else None
-            delta = Delta(content=content, tool_calls=d.tool_calls or None)
+        if d.text or d.logprobs or d.tool_calls or d.reasoning:
+            content = d.text if d.text or not (d.tool_calls or d.reasoning) else None
+            thought = d.reasoning or None
+            delta = Delta(
+                content=content, reasoning_content=thought, reasoning=thought, tool_calls=d.tool_calls or None
+            )
             yield chunk([ChunkChoice(d.index, delta, None, lp)])
         if d.finish_reason is not None:
             yield chunk([ChunkChoice(d.index, Delta(), d.finish_reason)])
@@ -95,11 +98,13 @@ def _fold_call(calls: dict[int, ToolCall], delta: ToolCallDelta) -> None:
     calls[delta.index].function.arguments += fn.get("arguments", "")
 
 
-def _message(text: str, calls: dict[int, ToolCall]) -> ChatMessage:
-    if not calls:
-        return ChatMessage(text)
-    # OpenAI sends null content next to tool calls unless the model also wrote text
-    return ChatMessage(text if text.strip() else None, tool_calls=[calls[i] for i in sorted(calls)])
+def _message(text: str, calls: dict[int, ToolCall], reasoning: str) -> ChatMessage:
+    message = ChatMessage(text)
+    if calls:  # OpenAI sends null content next to tool calls unless the model also wrote text
+        message = ChatMessage(text if text.strip() else None, tool_calls=[calls[i] for i in sorted(calls)])
+    if reasoning:  # only a model served with a reasoning parser has any
+        message.reasoning_content = message.reasoning = reasoning
+    return message
 
 
 async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> ChatCompletion:
@@ -107,9 +112,11 @@ async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> C
     logprobs: list[list[TokenLogprob]] = [[] for _ in range(meta.n)]
     finish: list[str | None] = [None] * meta.n
     calls: list[dict[int, ToolCall]] = [{} for _ in range(meta.n)]
+    thoughts = [""] * meta.n
     completion_tokens = 0
     async for d in deltas:
         texts[d.index] += d.text
+        thoughts[d.index] += d.reasoning
         for c in d.tool_calls:
             _fold_call(calls[d.index], c)
         logprobs[d.index].extend(d.logprobs)
@@ -120,7 +127,10 @@ async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> C
         raise GenerationError("generation ended without a finish reason")
     choices = [
         Choice(
-            i, _message(texts[i], calls[i]), str(finish[i]), Logprobs(logprobs[i]) if meta.logprobs else None
+            i,
+            _message(texts[i], calls[i], thoughts[i]),
+            str(finish[i]),
+            Logprobs(logprobs[i]) if meta.logprobs else None,
         )
         for i in range(meta.n)
     ]

@@ -163,7 +163,7 @@ class ResponseBuilder:
 
     def feed(self, d: ChoiceDelta) -> None:
         self._tokens += d.tokens
-        thinking: str = getattr(d, "reasoning", "")  # present once reasoning parsers exist
+        thinking = d.reasoning
         if thinking:
             item = self._reasoning()
             item.content[0].text += thinking

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, cast, get_args
 
 from reference.errors import APIError, InvalidRequest, Unsupported
 from reference.responses.schemas import (
@@ -27,6 +27,7 @@ from reference.schemas import (
     FunctionCall,
     FunctionDef,
     Message,
+    ReasoningEffort,
     ResponseFormat,
     SystemMessage,
     Tool,
@@ -223,9 +224,21 @@ def to_chat(req: ResponseRequest, history: list[Message]) -> tuple[ChatCompletio
         tool_choice=_tool_choice(req.tool_choice),
         parallel_tool_calls=req.parallel_tool_calls,
         response_format=_format(req),
+        reasoning_effort=_effort(req),
         user=req.user,
     )
     return chat, conversation
+
+
+def _effort(req: ResponseRequest) -> ReasoningEffort | None:
+    """``reasoning.effort``, which chat templates that know it read as ``reasoning_effort``."""
+    effort = (req.reasoning or {}).get("effort")
+    if effort is not None and effort not in get_args(ReasoningEffort):
+        raise InvalidRequest(
+            f"reasoning.effort must be one of {', '.join(get_args(ReasoningEffort))}",
+            param="reasoning.effort",
+        )
+    return cast(ReasoningEffort | None, effort)
 
 
 def shell(req: ResponseRequest, model: str) -> ResponseObject:
