@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conformance.launcher import DEFAULT_MODELS
-from reference.presets import DEFAULT_MODEL, TINY_MODEL, PresetUnavailable, outside_builder
+from reference.presets import DEFAULT_MODEL, THINK_MODEL, TINY_MODEL, PresetUnavailable, outside_builder
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("reference", "conformance", "perf", "fixtures", "wire", "tests")
@@ -99,11 +99,11 @@ def test_the_runtime_never_imports_conformance_perf_or_fixtures() -> None:
     assert outside == allowed, "the runtime may reach perf only through chatref perf's lazy dispatch"
 
 
-def test_the_runtimes_only_dynamic_import_outside_it_is_the_tool_fixture_builder() -> None:
+def test_the_runtimes_only_dynamic_imports_outside_it_are_the_fixture_builders() -> None:
     dynamic = {str(p.relative_to(ROOT)): _dynamic_targets(p) for p in _sources("reference")}
     outside = {f: [t for t in ts if not t.startswith("reference")] for f, ts in dynamic.items()}
     assert {f: ts for f, ts in outside.items() if ts} == {
-        "reference/presets/__init__.py": ["fixtures.tool_model"]
+        "reference/presets/__init__.py": ["fixtures.tool_model", "fixtures.think_model"]
     }
 
 
@@ -124,7 +124,7 @@ def test_nothing_imports_a_conftest() -> None:
 
 def test_the_conformance_self_start_serves_the_runtimes_presets() -> None:
     # conformance names its own ids (it may not import the runtime's table); they must match
-    assert DEFAULT_MODELS == (TINY_MODEL, DEFAULT_MODEL)
+    assert DEFAULT_MODELS == (TINY_MODEL, DEFAULT_MODEL, THINK_MODEL)
 
 
 def test_an_outside_builder_that_is_not_installed_says_so(tmp_path: Path) -> None:
