@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import httpx
 import openai
@@ -32,6 +32,8 @@ from conformance.client import (
 )
 
 __all__ = ["INFO", "UNSUPPORTED", "Api", "ChatResult", "info"]
+
+T = TypeVar("T")
 
 UNSUPPORTED = "unsupported"  # prefix of the skip reason the report counts as "unsupported"
 INFO = "info"  # prefix of the skip reason the report counts as "info"
@@ -101,16 +103,31 @@ class Api:
         return post_json(self.http, path, body)
 
     def raw_stream(
-        self, body: dict[str, Any], stop_after: int | None = None, on_first: Callable[[], None] | None = None
+        self,
+        body: dict[str, Any],
+        stop_after: int | None = None,
+        on_first: Callable[[], None] | None = None,
+        path: str = "chat/completions",
     ) -> SSEStream:
         return post_stream(
             self.http,
-            "chat/completions",
+            path,
             {**body, "stream": True},
             self.target.timeout,
             stop_after=stop_after,
             on_first=on_first,
         )
+
+    def sdk_call(self, feature: str, what: str, call: Callable[[], T]) -> T:
+        """``call`` on the SDK; a 4xx error envelope is "unsupported", any other error a failure."""
+        try:
+            return call()
+        except openai.APIStatusError as e:
+            body = e.response.text
+            self.refuse(
+                RawResponse(e.status_code, e.response.headers.get("content-type", ""), body), feature, what
+            )
+            raise  # refuse always raises; this keeps the type checker informed
 
     def chat(
         self,

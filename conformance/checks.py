@@ -9,11 +9,11 @@ Knows nothing about how requests are sent or about pytest options.
 from __future__ import annotations
 
 import json
-import math
-from typing import Any
+from typing import Any, get_args
 
-from openai.types import Model
+from openai.types import Completion, Model
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import BaseModel, ValidationError
 
 from conformance.client import RawResponse, SSEStream
@@ -24,6 +24,9 @@ __all__ = [
     "check_completion",
     "check_envelope",
     "check_model_object",
+    "check_response",
+    "check_response_event",
+    "check_text_completion",
     "check_usage",
     "describe",
     "validation_line",
@@ -93,6 +96,82 @@ def check_chunk(obj: Any, what: str = "chunk") -> ChatCompletionChunk:
     return parsed
 
 
+def check_response(obj: Any, what: str = "response") -> Response:
+    """A Responses API object: the SDK type strictly, ``object``, and usage that adds up."""
+    parsed: Response = _validate(Response, obj, what)
+    if not parsed.id or obj.get("object") != "response":
+        raise ConformanceError(f"{what} needs a non-empty id and object 'response': {describe(obj)}")
+    usage = obj.get("usage")
+    if parsed.status in ("completed", "incomplete"):
+        if not isinstance(usage, dict):
+            raise ConformanceError(f"{what} is {parsed.status} but has no usage")
+        i, o, t = usage.get("input_tokens"), usage.get("output_tokens"), usage.get("total_tokens")
+        if not all(isinstance(x, int) and x >= 0 for x in (i, o, t)) or t != i + o:  # type: ignore[operator]
+            raise ConformanceError(
+                f"{what}.usage: total_tokens must be input_tokens + output_tokens: {usage}"
+            )
+    return parsed
+
+
+def _event_types() -> dict[str, type[BaseModel]]:
+    """The SDK's stream event classes by their ``type`` value."""
+    members = get_args(get_args(ResponseStreamEvent)[0])
+    return {get_args(m.model_fields["type"].annotation)[0]: m for m in members}
+
+
+_EVENTS = _event_types()
+
+
+def check_response_event(obj: Any, what: str = "event") -> BaseModel:
+    """One Responses stream event, strictly as the SDK types an event of its ``type``."""
+    if not isinstance(obj, dict):
+        raise ConformanceError(f"{what} is not a JSON object: {describe(obj)}")
+    model = _EVENTS.get(str(obj.get("type")))
+    if model is None:
+        raise ConformanceError(f"{what} has an unknown type {obj.get('type')!r}")
+    parsed: BaseModel = _validate(model, obj, f"{what} ({obj['type']})")
+    return parsed
+
+
+def _sdk_view(obj: Any, chunk: bool) -> Any:
+    """``obj`` as the SDK's ``Completion`` type can hold it. OpenAI sends two nulls that type has
+    no room for: the logprob of an echoed prompt's first token (left out here), and a chunk's
+    ``finish_reason`` before the last (read as "stop" here)."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("choices"), list):
+        return obj
+    choices = []
+    for c in obj["choices"]:
+        if not isinstance(c, dict):
+            choices.append(c)
+            continue
+        lp = c.get("logprobs")
+        if (
+            isinstance(lp, dict)
+            and isinstance(lp.get("token_logprobs"), list)
+            and lp["token_logprobs"][:1] == [None]
+        ):
+            lp = {
+                **lp,
+                "token_logprobs": lp["token_logprobs"][1:],
+                "top_logprobs": (lp.get("top_logprobs") or [])[1:],
+            }
+            c = {**c, "logprobs": lp}
+        if chunk and c.get("finish_reason", "") is None:
+            c = {**c, "finish_reason": "stop"}
+        choices.append(c)
+    return {**obj, "choices": choices}
+
+
+def check_text_completion(obj: Any, what: str = "text_completion", *, chunk: bool = False) -> Completion:
+    """A legacy completion (or stream ``chunk``): the SDK type strictly, ``object``, usage."""
+    parsed: Completion = _validate(Completion, _sdk_view(obj, chunk), what)
+    if not parsed.id:
+        raise ConformanceError(f"{what}.id is empty")
+    if obj.get("usage") is not None:
+        check_usage(obj["usage"], f"{what}.usage")
+    return parsed
+
+
 def check_model_object(obj: Any, what: str = "model") -> Model:
     model: Model = _validate(Model, obj, what)
     return model
@@ -139,7 +218,3 @@ def check_envelope(
             f"the message: {describe(err)}"
         )
     return err
-
-
-def is_finite_logprob(x: Any) -> bool:
-    return isinstance(x, float | int) and not isinstance(x, bool) and math.isfinite(x) and x <= 0

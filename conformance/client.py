@@ -1,9 +1,10 @@
 """HTTP access to the server under test: SDK factory, raw JSON/SSE calls, stream folding.
 
-Owns how requests are sent (timeouts, auth, no retries), how an SSE body is split into
-events, and how a list of chunks folds into one ``chat.completion`` object so that a single
-assertion covers both the streamed and the non-streamed mode. Knows nothing about pytest
-options or about what a correct response looks like beyond parsing it (that is ``checks``).
+Owns how requests are sent (timeouts, auth, no retries) and reading a streamed body in full.
+The SSE parser and the stream folder (one ``chat.completion`` from the chunks, so that a
+single assertion covers both the streamed and the non-streamed mode) are :mod:`wire`'s,
+re-exported here as this package's public client API. Knows nothing about pytest options or
+about what a correct response looks like beyond parsing it (that is ``checks``).
 """
 
 from __future__ import annotations
@@ -17,14 +18,19 @@ from typing import Any
 import httpx
 import openai
 
+from wire import ChunkFolder, fold_chunks, fold_text_chunks, parse_sse, parse_sse_named
+
 __all__ = [
+    "ChunkFolder",
     "RawResponse",
     "SSEStream",
     "Target",
     "fold_chunks",
+    "fold_text_chunks",
     "make_http",
     "make_sdk",
     "parse_sse",
+    "parse_sse_named",
     "post_json",
     "post_stream",
 ]
@@ -39,6 +45,7 @@ class Target:
     api_key: str | None = None
     timeout: float = 60.0
     language_model: str = ""  # a model that produces language; defaults to ``model``
+    reasoning_model: str = ""  # a model served with its thinking split off; "" when none was named
 
     @property
     def chat_model(self) -> str:
@@ -110,30 +117,6 @@ class SSEStream:
         return out
 
 
-def parse_sse(text: str) -> tuple[list[str], list[str]]:
-    """Split an SSE body into event data strings; returns (events, malformed blocks)."""
-    events: list[str] = []
-    malformed: list[str] = []
-    norm = text.replace("\r\n", "\n").replace("\r", "\n")
-    for block in norm.split("\n\n"):
-        if not block.strip():
-            continue
-        data_lines: list[str] = []
-        ok = True
-        for line in block.split("\n"):
-            if line.startswith(":") or line.startswith(("event:", "id:", "retry:")):
-                continue
-            if line.startswith("data:"):
-                data_lines.append(line[5:].removeprefix(" "))
-            else:
-                ok = False
-        if not ok or not data_lines:
-            malformed.append(block[:120])
-            continue
-        events.append("\n".join(data_lines))
-    return events, malformed
-
-
 def post_stream(
     http: httpx.Client,
     path: str,
@@ -163,62 +146,3 @@ def post_stream(
     text = "".join(parts)
     events, malformed = parse_sse(text) if status < 300 else ([], [])
     return SSEStream(status, ctype, text, events, malformed, time.monotonic() - start)
-
-
-def fold_chunks(chunks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Fold stream chunks into the ``chat.completion`` object a non-streamed call returns."""
-    first = chunks[0] if chunks else {}
-    choices: dict[int, dict[str, Any]] = {}
-    usage: Any = None
-    for chunk in chunks:
-        if chunk.get("usage"):
-            usage = chunk["usage"]
-        for c in chunk.get("choices") or []:
-            idx = c.get("index", 0)
-            ch = choices.setdefault(
-                idx,
-                {
-                    "index": idx,
-                    "message": {"role": None, "content": None},
-                    "finish_reason": None,
-                    "logprobs": None,
-                },
-            )
-            delta = c.get("delta") or {}
-            msg = ch["message"]
-            if delta.get("role"):
-                msg["role"] = delta["role"]
-            if delta.get("content") is not None:
-                msg["content"] = (msg["content"] or "") + delta["content"]
-            for tc in delta.get("tool_calls") or []:
-                # by index, in order of appearance: whether indices are 0..n-1 is a check of its own
-                calls = ch.setdefault("calls", {})
-                call = calls.setdefault(
-                    tc.get("index", 0),
-                    {"id": None, "type": None, "function": {"name": None, "arguments": ""}},
-                )
-                for key in ("id", "type"):
-                    if tc.get(key):
-                        call[key] = tc[key]
-                fn = tc.get("function") or {}
-                if fn.get("name"):
-                    call["function"]["name"] = fn["name"]
-                call["function"]["arguments"] += fn.get("arguments") or ""
-            lp = c.get("logprobs")
-            if lp and lp.get("content") is not None:
-                ch["logprobs"] = ch["logprobs"] or {"content": [], "refusal": None}
-                ch["logprobs"]["content"].extend(lp["content"])
-            if c.get("finish_reason"):
-                ch["finish_reason"] = c["finish_reason"]
-    for ch in choices.values():
-        ch["message"]["role"] = ch["message"]["role"] or "assistant"  # role placement is its own check
-        if "calls" in ch:
-            ch["message"]["tool_calls"] = list(ch.pop("calls").values())
-    return {
-        "id": first.get("id"),
-        "object": "chat.completion",
-        "created": first.get("created"),
-        "model": first.get("model"),
-        "choices": [choices[i] for i in sorted(choices)],
-        "usage": usage,
-    }

@@ -1,20 +1,24 @@
 """Starting and stopping the reference server when no ``--base-url`` is given.
 
-Owns which models the self-started server gets and its random API key (so the auth checks
-run too); the process itself is ``reference.launch``'s, as for ``chatref chat``. Knows
-nothing about the checks.
+Owns which models the self-started server gets (built first if missing) and its random API
+key (so the auth checks run too); the process itself is ``reference.launch``'s, as for
+``chatref chat``. Knows nothing about the checks.
 """
 
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from reference.launch import BackgroundServer, ServerStartError, free_port
 
-__all__ = ["DEFAULT_MODELS", "RunningServer", "free_port", "start_reference"]
+__all__ = ["DEFAULT_MODELS", "REASONING_MODEL", "RunningServer", "free_port", "start_reference"]
 
-DEFAULT_MODELS = ("tiny-random-llama", "smollm2-135m-instruct")  # the first is the default model
+REASONING_MODEL = "tiny-think"  # a preset served with its <think> parser (`chatref models fetch` it first)
+# the first is the default model; the second the language model
+DEFAULT_MODELS = ("tiny-random-llama", "smollm2-135m-instruct", REASONING_MODEL)
 
 
 @dataclass
@@ -33,9 +37,19 @@ class RunningServer:
 def start_reference(
     models: tuple[str, ...] = DEFAULT_MODELS, startup_timeout: float = 600.0
 ) -> RunningServer:
-    """Start ``chatref serve`` on a free loopback port and wait for /health."""
+    """Build the presets if need be, start ``chatref serve`` on a free loopback port and wait
+    for /health."""
+    # Models other than the first load on their first request; building one then (the thinking
+    # fixture trains for a minute or more) would outlast that request's timeout.
+    fetch = [sys.executable, "-m", "reference.cli.main", "models", "fetch", *models]
+    try:
+        subprocess.run(fetch, check=True, capture_output=True, timeout=startup_timeout)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        out = getattr(exc, "stdout", b"") or b""
+        raise RuntimeError(f"could not build the models {models}: {exc}: {out.decode()[-500:]}") from exc
     key = "sk-conformance-" + secrets.token_hex(8)
-    extra = ["--api-key", key, *(arg for m in models[1:] for arg in ("--model", m))]
+    extra = ["--api-key", key, "--max-loaded", str(len(models))]  # no reloads between the groups
+    extra += [arg for m in models[1:] for arg in ("--model", m)]
     server = BackgroundServer(models[0], extra_args=extra)
     server.start()
     try:

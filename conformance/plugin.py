@@ -16,6 +16,7 @@ check that could not run because the server stopped answering is an error of its
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
 from collections.abc import Generator, Iterator
@@ -28,6 +29,7 @@ import pytest
 from conformance.checks import ConformanceError
 from conformance.client import Target
 from conformance.fuzz import Figures
+from conformance.launcher import DEFAULT_MODELS, REASONING_MODEL, start_reference
 from conformance.report import Report
 from conformance.watch import ServerDown, Watch
 
@@ -66,7 +68,8 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "NAME",
-            "help": "model id to request (default: the first id from GET /models)",
+            "help": "model id to request (default: the first id from GET /models; "
+            f"self-started: {DEFAULT_MODELS[0]})",
         },
     ),
     (
@@ -75,8 +78,19 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "NAME",
-            "help": "model used by the few checks that need real language (default: --model; "
-            "self-started: smollm2-135m-instruct)",
+            "help": "model used by the few checks that need real language: structured output, penalties, "
+            f"one reply (default: --model; self-started: {DEFAULT_MODELS[1]})",
+        },
+    ),
+    (
+        "--conformance-reasoning-model",
+        None,
+        {
+            "default": None,
+            "metavar": "NAME",
+            "help": "a model that thinks before answering (<think>…</think>) and that the server serves "
+            "with its reasoning split; the `reasoning` checks report unsupported without it "
+            f"(default: none; self-started: {REASONING_MODEL})",
         },
     ),
     (
@@ -85,7 +99,8 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
         {
             "default": None,
             "metavar": "KEY",
-            "help": "bearer key to send; also enables the 401 auth checks (default: none)",
+            "help": "bearer key to send; also enables the 401 auth checks "
+            "(default: none; self-started: a random key)",
         },
     ),
     (
@@ -185,21 +200,25 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
 ]
 
 
-def _known_options(parser: pytest.Parser) -> set[str]:
-    names: set[str] = set()
-    for group in [parser._anonymous, *parser._groups]:
-        for opt in group.options:
-            names.update(opt.names())
-    return names
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_addoption(parser: pytest.Parser) -> None:
+    """Each option under its long name, and its short alias unless another plugin has it.
+
+    pytest has no public way to list the options other plugins registered; since pytest 9 the
+    parser adds each option to argparse at once, so a taken alias raises argparse's conflict
+    error right here and the option is added without it. ``conformance/tests/test_plugin.py``
+    pins that behaviour (a plugin owning ``--base-url`` loaded first).
+    """
     group = parser.getgroup("conformance", "OpenAI-compatible server conformance (chatref)")
-    taken = _known_options(parser)
     for long, alias, kwargs in OPTIONS:
-        names = [long] + ([alias] if alias and alias not in taken else [])
-        group.addoption(*names, dest=long[2:].replace("-", "_"), **kwargs)
+        dest = long[2:].replace("-", "_")
+        if alias:
+            try:
+                group.addoption(long, alias, dest=dest, **kwargs)
+                continue
+            except argparse.ArgumentError:  # the alias belongs to another plugin
+                pass
+        group.addoption(long, dest=dest, **kwargs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -306,14 +325,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return rep
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     report = config.stash.get(REPORT_KEY, None)
     if report is None or not report.outcomes:
         return
     terminalreporter.section("conformance")
-    for line in report.table_lines(
-        (getattr(terminalreporter, "_tw", None) and terminalreporter._tw.fullwidth) or 120
-    ):
+    for line in report.table_lines(config.get_terminal_writer().fullwidth):
         terminalreporter.write_line(line)
     figures = config.stash.get(FIGURES_KEY, None)
     if figures is not None and figures.runs:
@@ -354,7 +371,14 @@ def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     if base_url:
         key = opt("conformance_api_key")
         model = opt("conformance_model") or _first_model(base_url, key, timeout)
-        target = Target(base_url.rstrip("/"), model, key, timeout, opt("conformance_language_model") or "")
+        target = Target(
+            base_url.rstrip("/"),
+            model,
+            key,
+            timeout,
+            opt("conformance_language_model") or "",
+            opt("conformance_reasoning_model") or "",
+        )
         label = opt("conformance_label") or target.base_url
         report.target = {"label": label, "base_url": target.base_url, "model": model, "self_started": False,
                          "date": date}  # fmt: skip
@@ -362,8 +386,6 @@ def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
         yield target
         watch.close()
         return
-    from conformance.launcher import DEFAULT_MODELS, start_reference
-
     try:
         server = start_reference(DEFAULT_MODELS, float(opt("conformance_startup_timeout")))
     except Exception as e:  # the reference server may be absent or broken; fail, never hang
@@ -371,7 +393,8 @@ def conformance_target(request: pytest.FixtureRequest) -> Iterator[Target]:
     try:
         model = opt("conformance_model") or DEFAULT_MODELS[0]
         language = opt("conformance_language_model") or DEFAULT_MODELS[1]
-        target = Target(server.base_url, model, server.api_key, timeout, language)
+        reasoning = opt("conformance_reasoning_model") or REASONING_MODEL
+        target = Target(server.base_url, model, server.api_key, timeout, language, reasoning)
         label = opt("conformance_label") or f"chatref {importlib.metadata.version('chatref')}"
         report.target = {"label": label, "base_url": target.base_url, "model": model, "self_started": True,
                          "date": date}  # fmt: skip

@@ -14,14 +14,17 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["main", "resolve_model", "run"]
+from reference.presets import DEFAULT_MODEL
+
+__all__ = ["build_parser", "main", "resolve_model", "run"]
 
 
 def resolve_model(name: str) -> tuple[str, Path]:
-    """A preset id or alias (materialized once, offline), or a local model directory."""
-    from fixtures import get_preset, materialize
+    """A preset id or alias, a perf-only preset (materialized once, offline), or a model directory."""
+    from perf.presets import get_perf_preset
+    from reference.presets import get_preset, materialize
 
-    preset = get_preset(name)
+    preset = get_perf_preset(name) or get_preset(name)
     if preset is not None:
         return preset.id, materialize(preset)
     path = Path(name).expanduser()
@@ -30,7 +33,7 @@ def resolve_model(name: str) -> tuple[str, Path]:
     return path.name, path
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     from perf.decode import DEFAULT_MODES
 
     p = argparse.ArgumentParser(
@@ -39,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Server load benchmark: chatref perf load --help; chatref perf load-report --help. "
         "Soak (reliability under abuse): chatref perf soak --help",
     )
-    p.add_argument("--model", default="smollm2-135m-instruct", help="preset id/alias or model directory")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="preset id/alias or model directory")
     p.add_argument(
         "--modes", nargs="+", default=list(DEFAULT_MODES), help=f"any of: {' '.join(DEFAULT_MODES)}"
     )
@@ -115,7 +118,7 @@ def main(argv: list[str]) -> int:
         return soak(argv[1:])
     from perf import gate
 
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     doc = run(args)
     if args.write_baseline:
         args.write_baseline.write_text(json.dumps(gate.make_baseline(doc), indent=2) + "\n")

@@ -1,14 +1,19 @@
 """Timed decoding per serving mode: TTFT, decode tokens/s, bytes/token and MBU.
 
-Owns the mode table (plain, quantized, speculative), loading each through the server's own
-``reference.loading`` and timing the code the server runs: plain decode steps on the engine's
-``ModelRunner`` and its slot KV memory, and speculative decoding through the engine's one
-``verify_step`` (``speculative_generate`` drives it on one slot). Knows nothing of how results
-are printed or gated; the gate's pairing of runs is :mod:`perf.paired`.
+Owns the mode table (plain, quantized, speculative; eager and compiled), loading each through
+the server's own ``reference.loading``. Plain and quantized modes time the server's own decode
+step on the engine's ``ModelRunner`` and its slot KV memory, one sequence on one slot; a
+``-compiled`` mode goes through the runner's compiled decode step, built before timing, on the
+same loaded weights as its eager twin (modes that load alike share one copy). Speculative modes
+time the engine's ``verify_step`` driven by ``speculative_generate`` on one slot: the same
+verification the server runs, but not the server's path around it (no scheduler rounds, no
+batching with other sequences). Knows nothing of how results are printed or gated; the gate's
+pairing of runs is :mod:`perf.paired`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable
@@ -54,15 +59,21 @@ class ModeSpec:
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
     draft_load: LoadMode | None = None  # the draft: the same model loaded in this mode
     token_fraction: float = 1.0  # slow modes decode fewer tokens per run
+    compiled: bool = False  # decode through the runner's compiled step
 
 
 _FP32 = LoadMode(dtype="float32")
+_BF16 = LoadMode(dtype="bfloat16")
+_INT8 = LoadMode(dtype="float32", quantization="int8")
 MODES: dict[str, ModeSpec] = {
     m.name: m
     for m in (
         ModeSpec("fp32", _FP32),
-        ModeSpec("bf16", LoadMode(dtype="bfloat16")),
-        ModeSpec("int8", LoadMode(dtype="float32", quantization="int8")),
+        ModeSpec("fp32-compiled", _FP32, compiled=True),
+        ModeSpec("bf16", _BF16),
+        ModeSpec("bf16-compiled", _BF16, compiled=True),
+        ModeSpec("int8", _INT8),
+        ModeSpec("int8-compiled", _INT8, compiled=True),
         ModeSpec("bnb-8bit", LoadMode(dtype="float32", quantization="bnb-8bit"), token_fraction=0.5),
         ModeSpec("bnb-4bit", LoadMode(dtype="float32", quantization="bnb-4bit"), token_fraction=0.5),
         ModeSpec("prompt-lookup", _FP32, SpeculativeConfig("prompt-lookup", num_tokens=6)),
@@ -104,6 +115,7 @@ class DecodeStats:
     bandwidth_gbps: float  # the suite's best-of-N figure
     reference_gbps: float  # best of the reference kernel runs interleaved with this mode's runs
     load_seconds: float
+    compile_seconds: float | None = None  # compiled modes: building the decode step (cache included)
     acceptance: float | None = None  # speculative modes only
     speedup: float | None = None  # tokens/s over the plain fp32 mode of the same run (medians)
     speedup_best: float | None = None  # the same from best runs: what the gate compares
@@ -150,17 +162,23 @@ def decode_one_token(runner: ModelRunner, token: int, position: int) -> torch.Te
 class ModeRunner:
     """One loaded mode; ``run`` decodes ``n`` tokens and returns (ttft s, decode s)."""
 
-    def __init__(self, spec: ModeSpec, path: Path, device: str) -> None:
+    def __init__(
+        self, spec: ModeSpec, path: Path, device: str, loaded: dict[LoadMode, LoadedModel] | None = None
+    ) -> None:
         self.spec = spec
-        self.loaded: LoadedModel = load_model(path, _with_device(spec.load, device))
+        shared = {} if loaded is None else loaded  # weights loaded the same way are shared
+        self.loaded: LoadedModel = _load(path, _with_device(spec.load, device), shared)
         self.load_seconds = self.loaded.load_seconds
         self.draft: LoadedModel | None = None
         if spec.draft_load is not None:
-            self.draft = load_model(path, _with_device(spec.draft_load, device))
+            self.draft = _load(path, _with_device(spec.draft_load, device), shared)
             self.load_seconds += self.draft.load_seconds
         self.stats = SpeculativeStats()
         # the server's runner and KV slots (one here); its memory grows to the longest run once
-        self.runner = ModelRunner(self.loaded.model, slots=1, capacity=self.loaded.context_length)
+        self.runner = ModelRunner(
+            self.loaded.model, slots=1, capacity=self.loaded.context_length, compile=spec.compiled
+        )
+        self.compile_seconds = self.runner.compiled.warm_up() if self.runner.compiled else None
 
     def run(self, prompt: list[int], n: int) -> tuple[float, float]:
         model = self.loaded.model
@@ -200,7 +218,13 @@ class ModeRunner:
 
 
 def _with_device(mode: LoadMode, device: str) -> LoadMode:
-    return LoadMode(mode.dtype, device, mode.attn_implementation, mode.quantization)
+    return dataclasses.replace(mode, device=device)
+
+
+def _load(path: Path, mode: LoadMode, shared: dict[LoadMode, LoadedModel]) -> LoadedModel:
+    if mode not in shared:
+        shared[mode] = load_model(path, mode)
+    return shared[mode]
 
 
 def load_runners(
@@ -209,10 +233,11 @@ def load_runners(
     """Load every mode; a mode that cannot load here is returned as an error, not raised."""
     runners: dict[str, ModeRunner] = {}
     errors: dict[str, str] = {}
+    loaded: dict[LoadMode, LoadedModel] = {}
     for name in modes:
-        log(f"loading {name}")
+        log(f"loading {name}" + (" and compiling its decode step" if MODES[name].compiled else ""))
         try:
-            runners[name] = ModeRunner(MODES[name], path, device)
+            runners[name] = ModeRunner(MODES[name], path, device, loaded)
         except Exception as exc:
             errors[name] = f"{type(exc).__name__}: {exc}"
     return runners, errors
@@ -299,6 +324,7 @@ def summarize(
         bandwidth_gbps=bw,
         reference_gbps=max(s[2] for s in samples),
         load_seconds=runner.load_seconds,
+        compile_seconds=runner.compile_seconds,
         acceptance=runner.stats.acceptance if spec else None,
         samples_s=decode,
     )

@@ -32,6 +32,7 @@ from transformers import DynamicCache
 from reference.engine.runner import ModelRunner
 from reference.engine.steps import cache_keyword, decode_one_token, prefill
 from reference.loading import load_model
+from reference.presets import DEFAULT_MODEL
 
 __all__ = ["main", "measure_layouts"]
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     from perf.cli import resolve_model
 
     p = argparse.ArgumentParser(prog="python -m perf.kv_layout", description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--streams", type=int, default=8)
     p.add_argument("--tokens", type=int, default=24)
     p.add_argument("--repeats", type=int, default=3)

@@ -27,7 +27,19 @@ __all__ = [
     "write_roofline",
 ]
 
-_COLUMNS = ("mode", "tok/s", "TTFT ms", "MB/token", "GB/s", "MBU", "MBU/ref", "speedup", "accept", "load s")
+_COLUMNS = (
+    "mode",
+    "tok/s",
+    "TTFT ms",
+    "MB/token",
+    "GB/s",
+    "MBU",
+    "MBU/ref",
+    "speedup",
+    "accept",
+    "load s",
+    "compile s",
+)
 
 
 def _cpu_model() -> str:
@@ -93,6 +105,7 @@ def _row(m: dict[str, Any]) -> list[str]:
         "" if sp is None else f"{sp:.2f}x",
         "" if acc is None else f"{acc:.0%}",
         f"{m['load_seconds']:.1f}",
+        "" if m.get("compile_seconds") is None else f"{m['compile_seconds']:.1f}",
     ]
 
 
@@ -135,6 +148,8 @@ def write_markdown(doc: dict[str, Any], path: Path, png_name: str | None = None)
         f"torch {mach['versions']['torch']}, transformers {mach['versions']['transformers']}",
         f"- {_bandwidth_line(doc)}",
         "- MBU = tok/s x bytes/token / bandwidth; speculative rows are *effective* (tokens per target read).",
+        "- `-compiled` rows decode through the runner's compiled step (torch.compile); compile s is the "
+        "time to build it at load (inductor's cache makes a second start faster).",
         "",
         "| " + " | ".join(_COLUMNS) + " |",
         "|" + "---|" * len(_COLUMNS),
@@ -169,13 +184,17 @@ def write_roofline(doc: dict[str, Any], path: Path) -> None:
     ax.plot(grid, [gbps * 1e3 / x for x in grid], "k--", label=f"roofline {gbps:.1f} GB/s")
     ranked = sorted(zip(xs, modes, strict=True), key=lambda p: p[0])
     for i, (x, m) in enumerate(ranked):  # alternate label sides so neighbours do not overlap
-        marker = "^" if m.get("acceptance") is not None else "o"
+        compiled = bool(m.get("compile_seconds"))
+        marker = "^" if m.get("acceptance") is not None else "s" if compiled else "o"
         ax.scatter([x], [m["tokens_per_s"]], marker=marker, s=50, zorder=3)
+        # eager and compiled twins share x: compiled labels go right, eager ones left
+        side = 1 if compiled or m.get("acceptance") is not None else -1
         ax.annotate(
             f"{m['mode']} ({m['mbu']:.0%})",
             (x, m["tokens_per_s"]),
             textcoords="offset points",
-            xytext=(6, 5 if i % 2 == 0 else -12),
+            xytext=(6, 5 if i % 2 == 0 else -12) if side > 0 else (-7, -3),
+            ha="left" if side > 0 else "right",
             fontsize=8,
         )
     ax.set_xscale("log")
@@ -187,6 +206,8 @@ def write_roofline(doc: dict[str, Any], path: Path) -> None:
     ax.set_ylabel("decode tokens/s")
     ax.set_title(f"{doc['model']} on {doc['bandwidth']['device']}: decode vs bandwidth roofline", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
+    ax.scatter([], [], marker="o", c="grey", label="eager")
+    ax.scatter([], [], marker="s", c="grey", label="compiled")
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path)

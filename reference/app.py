@@ -21,12 +21,15 @@ from litestar.di import Provide
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
 
-from reference.errors import APIError, AuthenticationError
+from reference.errors import APIError, AuthenticationError, envelope
 from reference.metrics import ENGINES
 from reference.registry import Registry
+from reference.responses.store import ResponseStore
 from reference.routes.chat import create_chat_completion
+from reference.routes.completions import create_completion
 from reference.routes.metrics import http_metrics_middleware, metrics_controller
 from reference.routes.models import get_model, health, list_models
+from reference.routes.responses import create_response, delete_response, get_response
 from reference.settings import Settings
 
 __all__ = ["create_app"]
@@ -35,8 +38,7 @@ log = logging.getLogger("chatref.app")
 
 
 def _envelope(status: int, message: str, type_: str, param: str | None, code: str | None) -> Response[Any]:
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(envelope(message, type_, param, code), status_code=status, media_type="application/json")
 
 
 def _api_error(_: Request, exc: APIError) -> Response[Any]:
@@ -122,7 +124,17 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Litestar
             registry.close()
 
     guards = [_api_key_guard(settings.api_key)] if settings.api_key else []
-    v1 = Router("/v1", route_handlers=[create_chat_completion, list_models, get_model], guards=guards)
+    store = ResponseStore(settings.responses_store_size)
+    routes = [
+        create_chat_completion,
+        create_completion,
+        create_response,
+        get_response,
+        delete_response,
+        list_models,
+        get_model,
+    ]
+    v1 = Router("/v1", route_handlers=routes, guards=guards)
     cors = CORSConfig(allow_origins=list(settings.cors_origins)) if settings.cors_origins else None
     handlers: list[Any] = [v1, health]
     if settings.metrics:
@@ -131,6 +143,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> Litestar
         route_handlers=handlers,
         dependencies={
             "registry": Provide(lambda: registry, sync_to_thread=False),
+            "responses": Provide(lambda: store, sync_to_thread=False),
             "metrics": Provide(lambda: settings.metrics, sync_to_thread=False),
             "request_timeout": Provide(lambda: settings.request_timeout, sync_to_thread=False),
         },

@@ -13,14 +13,17 @@ The config file::
     allow_hub = false
     metrics = true                # GET /metrics; false answers 404
     metrics_require_key = false   # true: /metrics wants the API key like /v1
+    responses_store_size = 1000   # finished /v1/responses kept in memory (LRU); 0 keeps none
     dtype = "auto"                # mode defaults for every model: dtype, device, attn, quantization,
-                                  # speculative, speculative_tokens
+                                  # speculative, speculative_tokens, compile, reasoning_parser
     [[model]]
     id = "smol"                   # optional: defaults from the source
     source = "smollm2-135m-instruct"   # preset, model dir or .gguf (relative to this file), hub id
     aliases = ["default"]
     quantization = "int8"
     speculative = "draft:tiny"    # or "prompt-lookup", "none"
+    compile = true                # torch.compile the decode step at load (default: off)
+    reasoning_parser = "think"    # split <think>…</think> from the answer; "none" (default) leaves it
     pinned = true
 """
 
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reference.protocol.reasoning import PARSER_NAMES
 from reference.quant import QUANT_MODES
 
 __all__ = [
@@ -52,8 +56,26 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-
 _ATTN = re.compile(r"^[a-z0-9_|-]{1,64}$")  # no '/': a hub kernel id would be fetched from the hub
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:[0-9]{1,2})?)$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-_MODE_KEYS = ("dtype", "device", "attn", "quantization", "speculative", "speculative_tokens")
-_SERVER_KEYS = ("max_loaded", "idle_timeout", "allow_hub", "metrics", "metrics_require_key", *_MODE_KEYS)
+_MODE_KEYS = (
+    "dtype",
+    "device",
+    "attn",
+    "quantization",
+    "speculative",
+    "speculative_tokens",
+    "compile",
+    "reasoning_parser",
+)
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+_SERVER_KEYS = (
+    "max_loaded",
+    "idle_timeout",
+    "allow_hub",
+    "metrics",
+    "metrics_require_key",
+    "responses_store_size",
+    *_MODE_KEYS,
+)
 _MODEL_KEYS = ("id", "source", "aliases", "pinned", *_MODE_KEYS)
 
 
@@ -80,6 +102,8 @@ class ModeOptions:
     quantization: str | None = None
     speculative: str | None = None  # none | prompt-lookup | draft:<model id>
     speculative_tokens: int | None = None
+    compile: bool | None = None  # torch.compile the decode step when the model loads
+    reasoning_parser: str | None = None  # a name of reference.protocol.reasoning; "none": no split
 
     def over(self, base: ModeOptions) -> ModeOptions:
         mine = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -106,12 +130,19 @@ class ConfigFile:
     allow_hub: bool | None = None
     metrics: bool | None = None
     metrics_require_key: bool | None = None
+    responses_store_size: int | None = None
 
 
 def _check_mode(key: str, value: Any, where: str) -> Any:
     def bad(expected: str) -> ConfigError:
         return ConfigError(f"{where}: {key} = {value!r}: expected {expected}")
 
+    if key == "compile":
+        if isinstance(value, str) and value.lower() in (*_TRUE, *_FALSE):
+            value = value.lower() in _TRUE
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
     if key == "speculative_tokens":
         if isinstance(value, str) and value.isdigit():
             value = int(value)
@@ -127,6 +158,7 @@ def _check_mode(key: str, value: Any, where: str) -> Any:
         "quantization": value in QUANT_MODES,
         "speculative": value in ("none", "prompt-lookup")
         or (value.startswith("draft:") and (valid_model_id(value[6:]) or is_hub_id(value[6:]))),
+        "reasoning_parser": value in PARSER_NAMES,
     }[key]
     if not ok:
         expected = {
@@ -135,6 +167,7 @@ def _check_mode(key: str, value: Any, where: str) -> Any:
             "attn": "an attention implementation name such as sdpa or eager",
             "quantization": " | ".join(QUANT_MODES),
             "speculative": "none | prompt-lookup | draft:<model id>",
+            "reasoning_parser": " | ".join(PARSER_NAMES),
         }[key]
         raise bad(expected)
     return value
@@ -223,6 +256,9 @@ def load_config(path: Path) -> ConfigFile:
         raise ConfigError(f"{path} [server]: max_loaded must be a positive integer")
     if idle is not None and (not isinstance(idle, int | float) or idle <= 0):
         raise ConfigError(f"{path} [server]: idle_timeout must be a positive number of seconds")
+    store = server.get("responses_store_size")
+    if store is not None and (not isinstance(store, int) or isinstance(store, bool) or store < 0):
+        raise ConfigError(f"{path} [server]: responses_store_size must be a non-negative integer")
     allow_hub = server.get("allow_hub")
     switches = {key: server.get(key) for key in ("metrics", "metrics_require_key")}
     for key, value in switches.items():
@@ -237,4 +273,5 @@ def load_config(path: Path) -> ConfigFile:
         allow_hub=None if allow_hub is None else bool(allow_hub),
         metrics=switches["metrics"],
         metrics_require_key=switches["metrics_require_key"],
+        responses_store_size=store,
     )

@@ -1,7 +1,8 @@
 """The one exception hierarchy of the server, and its rendering as OpenAI's error envelope.
 
-Every failure a client can see is an :class:`APIError` (or is turned into one by
-``reference.app``'s handler): ``{"error": {"message", "type", "param", "code"}}``.
+Every failure a client can see is an :class:`APIError`, or is rendered by ``reference.app``'s
+handlers (framework errors: bad JSON, unknown routes, crashes) with the same :func:`envelope`:
+``{"error": {"message", "type", "param", "code"}}``. Knows nothing of HTTP frameworks.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "ContextLengthExceeded",
+    "EngineDown",
     "GenerationError",
     "InvalidRequest",
     "ModelLoadError",
@@ -20,7 +22,13 @@ __all__ = [
     "RateLimited",
     "RequestTimeout",
     "Unsupported",
+    "envelope",
 ]
+
+
+def envelope(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error body: the one shape every error response and error event has."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
 class APIError(Exception):
@@ -36,14 +44,7 @@ class APIError(Exception):
         self.headers: dict[str, str] = {}
 
     def envelope(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        return envelope(self.message, self.error_type, self.param, self.code)
 
 
 class InvalidRequest(APIError):
@@ -82,6 +83,14 @@ class ModelLoadError(APIError):
     status_code = 503
     error_type = "server_error"
     default_code = "model_load_failed"
+
+
+class EngineDown(APIError):
+    """The model's engine gave up after repeated worker deaths; it serves again once reloaded."""
+
+    status_code = 503
+    error_type = "server_error"
+    default_code = "engine_unavailable"
 
 
 class GenerationError(APIError):

@@ -8,6 +8,7 @@ nothing of HTTP or of which models are allowed: callers pass a path they already
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -40,6 +41,12 @@ class LoadedModel:
     context_length: int
     eos_token_ids: frozenset[int]
     load_seconds: float
+
+    @functools.cached_property
+    def max_token_chars(self) -> int:
+        """The most text characters one token stands for: its vocabulary entry's length
+        (see ``protocol.prompt.check_prompt_size``)."""
+        return max((len(piece) for piece in self.tokenizer.get_vocab()), default=1)
 
     @property
     def vocab_size(self) -> int:

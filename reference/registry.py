@@ -28,6 +28,7 @@ from reference.engine import Engine, SchedulerConfig
 from reference.engine.speculative import SpeculativeConfig
 from reference.errors import ModelLoadError, ModelNotFound, NotFound
 from reference.loading import LoadedModel, LoadMode, SourceUnavailable, load_model
+from reference.protocol.grammar import Grammars
 
 __all__ = ["Lease", "ModelSource", "Registry", "ServedModel"]
 
@@ -43,8 +44,10 @@ class ModelSource:
     aliases: tuple[str, ...] = ()
     mode: LoadMode = field(default_factory=LoadMode)
     speculative: SpeculativeConfig = field(default_factory=SpeculativeConfig)
+    compile: bool = False  # compile the decode step when the engine starts
     pinned: bool = False
     kind: str = "preset"  # preset | dir | gguf | hub
+    reasoning_parser: str | None = None  # splits thinking from the answer (protocol.reasoning)
     description: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -57,6 +60,12 @@ class ServedModel:
     draft: LoadedModel | None = None
     last_used: float = field(default_factory=time.monotonic)
     leases: int = 0  # requests between choosing this model and the end of their generation
+
+    @functools.cached_property
+    def grammars(self) -> Grammars:
+        """This model's llguidance tokenizer and compiled-grammar cache, dropped with the model."""
+        loaded = self.loaded
+        return Grammars(loaded.tokenizer, loaded.vocab_size, loaded.eos_token_ids)
 
     @property
     def busy(self) -> bool:  # every request holds a lease while it generates (Registry.use)
@@ -124,7 +133,7 @@ class Registry:
     def live_sequences(self) -> dict[str, int]:
         return {model_id: served.engine.live for model_id, served in self._loaded.items()}
 
-    def engine_stats(self) -> dict[str, dict[str, float]]:
+    def engine_stats(self) -> dict[str, dict[str, float | bool]]:
         out = {}
         for model_id, served in self._loaded.items():
             e = served.engine
@@ -135,6 +144,8 @@ class Registry:
                 "prefix_cache_queries": e.stats.prefix_queries,
                 "prefix_cache_hits": e.stats.prefix_hits,
                 "worker_restarts": e.stats.worker_restarts,
+                "worker_deaths": e.stats.worker_deaths,
+                "worker_alive": e.stats.worker_alive,
             }
         return out
 
@@ -216,7 +227,7 @@ class Registry:
         t0 = time.monotonic()
         progress = asyncio.ensure_future(self._heartbeat(source.id, t0))
 
-        def blocking() -> tuple[LoadedModel, LoadedModel | None]:
+        def blocking() -> tuple[LoadedModel, LoadedModel | None, Engine]:
             loaded = load_model(source.locate(), mode)
             draft = resident.loaded if resident else None
             if draft_source is not None and draft is None:
@@ -224,10 +235,10 @@ class Registry:
                 draft = load_model(draft_source.locate(), draft_source.mode)
             if draft is not None and draft.tokenizer.get_vocab() != loaded.tokenizer.get_vocab():
                 raise ValueError(f"draft model `{draft_id}` does not share the tokenizer of `{source.id}`")
-            return loaded, draft
+            return loaded, draft, self._engine(source, loaded, draft)  # compiling blocks: not on the loop
 
         try:
-            loaded, draft = await anyio.to_thread.run_sync(blocking)
+            loaded, draft, engine = await anyio.to_thread.run_sync(blocking)
         except SourceUnavailable as exc:
             log.warning("model %s is not available: %s", source.id, exc)
             raise NotFound(str(exc), param="model", code="model_not_found") from exc
@@ -237,16 +248,6 @@ class Registry:
             raise ModelLoadError(message, param="model") from exc
         finally:
             progress.cancel()
-        engine = Engine(
-            loaded.model,
-            context_length=loaded.context_length,
-            vocab_size=loaded.vocab_size,
-            name=source.id,
-            speculative=source.speculative if source.speculative.kind != "none" else None,
-            draft_model=draft.model if draft else None,
-            config=self.engine_config,
-            kv_cache_tokens=self.kv_cache_tokens,
-        )
         served = ServedModel(source, loaded, engine, draft)
         if source.id not in self._sources:
             self._add(source)
@@ -257,6 +258,19 @@ class Registry:
         )
         self._evict(room_for=0)  # another model may have finished loading meanwhile
         return served
+
+    def _engine(self, source: ModelSource, loaded: LoadedModel, draft: LoadedModel | None) -> Engine:
+        return Engine(
+            loaded.model,
+            context_length=loaded.context_length,
+            vocab_size=loaded.vocab_size,
+            name=source.id,
+            speculative=source.speculative if source.speculative.kind != "none" else None,
+            draft_model=draft.model if draft else None,
+            config=self.engine_config,
+            kv_cache_tokens=self.kv_cache_tokens,
+            compile=source.compile,
+        )
 
     async def _heartbeat(self, model_id: str, t0: float) -> None:
         while True:

@@ -29,7 +29,9 @@ __all__ = [
     "Message",
     "Model",
     "ModelList",
+    "Penalty",
     "PromptTokensDetails",
+    "ReasoningEffort",
     "StreamOptions",
     "SystemMessage",
     "TextPart",
@@ -39,6 +41,7 @@ __all__ = [
     "ToolCallDelta",
     "ToolMessage",
     "TopLogprob",
+    "Unit",
     "Usage",
     "UserMessage",
 ]
@@ -91,6 +94,10 @@ class _MessageFields(Struct, forbid_unknown_fields=True, kw_only=True):
     annotations: list[dict[str, Any]] | None = None
     audio: dict[str, Any] | None = None
     function_call: FunctionCall | None = None
+    # An assistant's earlier thinking, as servers return it (both names are in use); templates
+    # that show past thinking read it as ``reasoning_content``.
+    reasoning_content: str | None = None
+    reasoning: str | None = None
 
 
 class SystemMessage(_MessageFields, tag_field="role", tag="system"):
@@ -138,6 +145,7 @@ class ResponseFormat(Struct):
     json_schema: dict[str, Any] | None = None
 
 
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Meta(ge=-2.0, le=2.0)]
 
@@ -163,6 +171,8 @@ class ChatCompletionRequest(Struct, kw_only=True):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    chat_template_kwargs: dict[str, Any] | None = None  # vLLM's extra: variables for the template
     modalities: list[str] | None = None
     audio: dict[str, Any] | None = None
     prediction: dict[str, Any] | None = None
@@ -195,6 +205,10 @@ class ChatMessage(Struct):
     role: Literal["assistant"] = "assistant"
     refusal: None = None
     tool_calls: list[ToolCall] | UnsetType = UNSET
+    # The thinking of a model served with a reasoning parser, under both names clients read
+    # (docs/reasoning.md); omitted for other models.
+    reasoning_content: str | UnsetType = UNSET
+    reasoning: str | UnsetType = UNSET
 
 
 class Choice(Struct):
@@ -235,6 +249,8 @@ class ToolCallDelta(Struct, omit_defaults=True):
 class Delta(Struct, omit_defaults=True):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    reasoning_content: str | None = None  # the same text twice, as on ChatMessage
+    reasoning: str | None = None
     tool_calls: list[ToolCallDelta] | None = None
 
 

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fixtures import DEFAULT_MODEL, Preset, get_preset, materialize
 from reference.config import ConfigError, ConfigFile, ModelSpec, ModeOptions, is_hub_id, valid_model_id
 from reference.engine import SchedulerConfig
+from reference.engine.compiled import COMPILE_DEFAULT
 from reference.engine.speculative import SpeculativeConfig
 from reference.loading import LoadMode, SourceUnavailable
+from reference.presets import DEFAULT_MODEL, Preset, get_preset, materialize
 from reference.quant import QUANT_MODES
 from reference.registry import ModelSource, Registry
 
@@ -49,6 +50,7 @@ class Settings:
     shutdown_timeout: float = 10.0  # on SIGTERM, in-flight responses get this long to finish
     metrics: bool = True  # GET /metrics; open like /health unless metrics_require_key
     metrics_require_key: bool = False
+    responses_store_size: int = 1000  # finished /v1/responses kept for previous_response_id and GET
 
     def __post_init__(self) -> None:
         if self.metrics and self.metrics_require_key and not self.api_key:
@@ -137,6 +139,8 @@ def model_source(
         preset, quant, suffix = hit
         if spec.options.quantization is None and quant != "none":
             options = ModeOptions(quantization=quant).over(options)
+        if options.reasoning_parser is None:  # a preset's own parser, unless flags or config say
+            options = ModeOptions(reasoning_parser=preset.reasoning_parser).over(options)
         own = [a + suffix for a in preset.aliases if valid_model_id(a + suffix)] if not spec.id else []
         return _source(spec, preset.id + suffix, own, options, lambda: materialize(preset), "preset")
     path = Path(spec.source).expanduser()
@@ -200,7 +204,9 @@ def _source(
         aliases,
         _load_mode(options),
         speculative=_speculative(options),
+        compile=COMPILE_DEFAULT if options.compile is None else options.compile,
         pinned=spec.pinned,
         kind=kind,
         description=spec.source,
+        reasoning_parser=None if options.reasoning_parser == "none" else options.reasoning_parser,
     )

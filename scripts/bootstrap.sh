@@ -15,7 +15,7 @@ want="$(cat "$root/pyproject.toml" "$root/ci/constraints.txt" | sha256sum | cut 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # The CPU build first: an unpinned torch would pull a multi-GB CUDA build.
   "${pip[@]}" install "torch==2.13.0"
-  "${pip[@]}" install -c "$root/ci/constraints.txt" -e "$root[test,lint]"
+  "${pip[@]}" install -c "$root/ci/constraints.txt" -e "$root[test,lint,docs]"
   echo "$want" > "$stamp"
 fi
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"

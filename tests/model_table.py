@@ -20,8 +20,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from fixtures import DEFAULT_MODEL, PRESETS, TINY_MODEL, cache_dir, materialize
-from tests.conftest import TIMEOUT
+from reference.presets import DEFAULT_MODEL, PRESETS, TINY_MODEL, cache_dir, materialize
+from tests.helpers import TIMEOUT
 from tests.server import RunningServer, serve
 
 __all__ = ["HUB_ID", "TableServer", "ask", "model_info", "table_server"]

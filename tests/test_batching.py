@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import DEFAULT, TIMEOUT, TINY, chat_body, complete
+from tests.helpers import DEFAULT, TIMEOUT, TINY, chat_body, complete
 from tests.server import RunningServer, serve
 
 _QUESTIONS = [

@@ -6,7 +6,7 @@ import httpx
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from tests.conftest import TINY, chat_body, complete, sse_events, usage_counts
+from tests.helpers import TINY, chat_body, complete, sse_events, usage_counts
 
 
 def test_sdk_non_stream_response_is_schema_valid(client: openai.OpenAI, http: httpx.Client) -> None:

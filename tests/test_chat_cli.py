@@ -23,10 +23,12 @@ import httpx
 import pexpect
 import pytest
 
+from fixtures.think_data import QUESTIONS
+from reference.presets import THINK_MODEL, get_preset, materialize
+from tests.helpers import TINY
 from tests.server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = "tiny-random-llama"
 PROMPT = re.compile(r"you(?:\x1b\[0m)?> ")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
 # A frame of the live view that starts with text rather than the spinner (braille) or a cursor move.
@@ -295,5 +297,28 @@ def test_tool_calls_are_shown_and_answered(spawn: Spawn, base_url: str, tmp_path
     assert call["function"]["name"] == "get_weather"
     assert json.loads(call["function"]["arguments"]).keys() == {"city"}
     assert messages[2] == {"role": "tool", "tool_call_id": call["id"], "content": "18 C and sunny"}
+    chat.child.sendline("!exit")
+    assert chat.exit_status() == 0
+
+
+def test_reasoning_is_shown_dimmed_and_apart_from_the_answer(spawn: Spawn, tmp_path: Path) -> None:
+    preset = get_preset(THINK_MODEL)
+    assert preset is not None
+    materialize(preset)  # the chat's own server would build it on first use, past STARTUP
+    _, thought, answer = QUESTIONS[0]
+    chat = spawn([THINK_MODEL, "temperature=0"])
+    chat.expect(r"server ready", STARTUP)
+    chat.expect(PROMPT)
+    chat.child.sendline(QUESTIONS[0][0])
+    chat.expect(r"\[\d+ tokens · ")
+    chat.expect(PROMPT)
+    final = "".join(chat.log).rsplit("2 + 2?", 1)[-1]  # what came after the question was typed
+    dim = re.search(r"\x1b\[[0-9;]*\b2\b[0-9;]*m(" + re.escape(thought) + ")", final)
+    assert dim, f"the thoughts are not dimmed: {final!r}"
+    text = ANSI.sub("", final)
+    assert f"thinking: {thought}\n\n{answer}" in text.replace(" \n", "\n"), text
+    chat.command("!save think", r"saved 1 turns to")
+    saved = json.loads((tmp_path / "think.json").read_text())["messages"]
+    assert saved[1] == {"role": "assistant", "content": answer}  # thoughts are not sent back
     chat.child.sendline("!exit")
     assert chat.exit_status() == 0

@@ -25,15 +25,16 @@ from reference.cli.chat_session import (
     resolve_save_path,
 )
 from reference.cli.chat_stream import Answer
+from tests.helpers import DEFAULT, TINY
 
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> CommandContext:
     return CommandContext(
-        session=ChatSession(model="tiny-random-llama"),
+        session=ChatSession(model=TINY),
         server="http://127.0.0.1:1 (test)",
         cwd=tmp_path,
-        list_models=lambda: ["tiny-random-llama", "smollm2-135m-instruct"],
+        list_models=lambda: [TINY, DEFAULT],
     )
 
 
@@ -94,7 +95,7 @@ def test_status_shows_model_server_flags_and_turns(ctx: CommandContext) -> None:
     run(ctx, "!set temperature=0 seed=7")
     run(ctx, "!system Be brief.")
     out = text(run(ctx, "!status"))
-    assert "model   tiny-random-llama" in out
+    assert f"model   {TINY}" in out
     assert "server  http://127.0.0.1:1 (test)" in out
     assert "flags   temperature=0.0 seed=7" in out
     assert "turns   3 (6 messages)" in out
@@ -162,12 +163,12 @@ def test_clear_keeps_system_prompt_and_flags(ctx: CommandContext) -> None:
 
 
 def test_model_switches_the_model_of_later_requests(ctx: CommandContext) -> None:
-    out = run(ctx, "!model smollm2-135m-instruct")
-    assert ctx.session.model == "smollm2-135m-instruct"
-    assert "was tiny-random-llama" in text(out)
+    out = run(ctx, f"!model {DEFAULT}")
+    assert ctx.session.model == DEFAULT
+    assert f"was {TINY}" in text(out)
     listing = text(run(ctx, "!model"))
-    assert "model: smollm2-135m-instruct" in listing
-    assert "tiny-random-llama, smollm2-135m-instruct" in listing
+    assert f"model: {DEFAULT}" in listing
+    assert f"{TINY}, {DEFAULT}" in listing
 
 
 def test_model_listing_failure_is_a_warning(ctx: CommandContext) -> None:
@@ -199,7 +200,7 @@ def test_save_bare_name_writes_name_json_in_cwd_and_load_reads_it_back(ctx: Comm
     assert str(path) in text(out)
     document = json.loads(path.read_text())
     assert document["format"] == FILE_FORMAT
-    assert document["model"] == "tiny-random-llama"
+    assert document["model"] == TINY
     assert document["flags"] == {"seed": 3}
     assert document["messages"][0] == {"role": "system", "content": "Be brief."}
     assert len(document["messages"]) == 5

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import TIMEOUT, TINY, chat_body
+from tests.helpers import TIMEOUT, TINY, chat_body
 from tests.server import RunningServer
 
 

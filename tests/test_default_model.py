@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import DEFAULT, complete, usage_counts
+from tests.helpers import DEFAULT, complete, usage_counts
 
 pytestmark = pytest.mark.slow
 

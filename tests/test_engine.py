@@ -8,11 +8,20 @@ from typing import Any
 
 import pytest
 
-from fixtures import TINY_MODEL, get_preset, materialize
-from reference.engine import Engine, EngineFailure, QueueFull, SamplingParams, SchedulerConfig, TokenEvent
+from reference.engine import (
+    Engine,
+    EngineFailure,
+    EngineUnavailable,
+    QueueFull,
+    SamplingParams,
+    SchedulerConfig,
+    TokenEvent,
+)
+from reference.engine.engine import MAX_WORKER_RESTARTS
 from reference.engine.handle import SequenceHandle
 from reference.engine.scheduler import Round
 from reference.loading import LoadedModel, load_model
+from reference.presets import TINY_MODEL, get_preset, materialize
 
 GREEDY = SamplingParams(max_new_tokens=12, temperature=0.0)
 
@@ -241,3 +250,54 @@ def test_a_failing_round_fails_everyone_in_flight_and_the_worker_serves_on(
         assert isinstance(evs[-1], EngineFailure) and "injected scheduler fault" in evs[-1].message
     assert len(after) == GREEDY.max_new_tokens and engine.stats.worker_restarts == 1
     assert engine.live == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death
+def test_a_dying_worker_fails_its_sequences_and_is_replaced(make_engine: Any) -> None:
+    engine = make_engine(max_running=4)
+    killed: list[Round] = []
+
+    def kill_once(round_: Round) -> None:
+        if round_.decode and not killed:
+            killed.append(round_)
+            raise SystemExit("injected worker death")  # not an Exception: ends the thread
+
+    engine.forward_hook = kill_once
+
+    async def main() -> tuple[list[object], list[int]]:
+        hit = [ev async for ev in engine.submit(prompt(1), GREEDY)]
+        return hit, await tokens(engine.submit(prompt(2), GREEDY))
+
+    hit, after = run(main())
+    assert killed, "the injected death never happened"
+    assert isinstance(hit[-1], EngineFailure) and "worker thread stopped" in hit[-1].message
+    assert len(after) == GREEDY.max_new_tokens
+    assert engine.stats.worker_deaths == 1 and engine.stats.worker_alive
+    assert engine.live == 0
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the death
+def test_a_worker_that_keeps_dying_makes_the_engine_refuse_work(make_engine: Any) -> None:
+    engine = make_engine(max_running=4)
+
+    def always_die(round_: Round) -> None:
+        raise SystemExit("injected worker death")
+
+    engine.forward_hook = always_die
+
+    async def main() -> list[list[object]]:
+        out = []
+        for i in range(MAX_WORKER_RESTARTS + 1):
+            out.append([ev async for ev in engine.submit(prompt(i), GREEDY)])
+        return out
+
+    for evs in run(main()):
+        assert len(evs) == 1 and isinstance(evs[0], EngineFailure)
+    assert not engine.stats.worker_alive
+    assert engine.stats.worker_deaths == MAX_WORKER_RESTARTS + 1
+
+    async def refused() -> None:
+        engine.submit(prompt(9), GREEDY)
+
+    with pytest.raises(EngineUnavailable):
+        run(refused())

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import TINY, chat_body
+from tests.helpers import TINY, chat_body
 
 HELLO = [{"role": "user", "content": "hi"}]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from fixtures import TINY_MODEL, get_preset, materialize
+from reference.presets import TINY_MODEL, get_preset, materialize
 from tests.server import serve
 
 ASK = {"messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 12, "logit_bias": {"2": -100}}

@@ -31,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from fixtures import get_preset, materialize
 from fixtures.mcp_weather import forecast
+from reference.presets import TOOLS_MODEL, get_preset, materialize
 from tests.server import RunningServer, serve
 
 pytest.importorskip("mcp")
@@ -40,7 +40,7 @@ pytest.importorskip("huggingface_hub.inference._mcp.agent")
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
 
-MODEL = "smollm2-135m-tools"
+MODEL = TOOLS_MODEL
 REPO = Path(__file__).resolve().parents[1]
 CITY = "Hanoi"  # not among the training cities
 TURN_TIMEOUT = 300.0

@@ -25,7 +25,7 @@ from reference.cli.serve import settings_from_args
 from reference.metrics import EngineCollector
 from reference.registry import Registry
 from reference.settings import Settings, SettingsError
-from tests.conftest import TIMEOUT, TINY, chat_body
+from tests.helpers import TIMEOUT, TINY, chat_body
 from tests.server import RunningServer, serve
 
 KEY = "metrics-test-key"
@@ -204,24 +204,28 @@ class _Models:
         return SimpleNamespace(engine=self.engines[model_id])
 
 
-def test_engine_hooks_appear_once_the_engine_has_them() -> None:
-    today = SimpleNamespace(live=3)
-    batching = SimpleNamespace(
-        live=3, num_running=2, num_waiting=1, kv_usage=0.25, prefix_cache_queries=100, prefix_cache_hits=40
-    )
+def test_engine_figures_per_model_and_combined_for_a_shared_name() -> None:
+    def engine(running: int, waiting: int, kv: float, queries: int, hits: int) -> SimpleNamespace:
+        return SimpleNamespace(num_running=running, num_waiting=waiting, kv_usage=kv,
+                               prefix_cache_queries=queries, prefix_cache_hits=hits)  # fmt: skip
+
     collector = EngineCollector()
-    collector.attach(cast(Registry, _Models({"a": today, "b": batching})))
+    collector.attach(cast(Registry, _Models({"a": engine(3, 0, 0.5, 7, 1)})))
+    collector.attach(
+        cast(Registry, _Models({"a": engine(1, 2, 0.75, 3, 2), "b": engine(2, 1, 0.25, 100, 40)}))
+    )
     registry = CollectorRegistry()
     registry.register(collector)
     samples = parse(generate_latest(registry).decode())
-    assert value(samples, "chatref:num_requests_running", model_name="a") == 3  # live, until split
-    assert value(samples, "chatref:num_requests_waiting", model_name="a") == 0
+    assert value(samples, "chatref:num_requests_running", model_name="a") == 4  # two apps: summed
+    assert value(samples, "chatref:num_requests_waiting", model_name="a") == 2
+    assert value(samples, "chatref:kv_cache_usage_perc", model_name="a") == 0.75  # the fuller one
+    assert value(samples, "chatref:prefix_cache_queries_total", model_name="a") == 10
     assert value(samples, "chatref:num_requests_running", model_name="b") == 2
     assert value(samples, "chatref:num_requests_waiting", model_name="b") == 1
     assert value(samples, "chatref:kv_cache_usage_perc", model_name="b") == 0.25
     assert value(samples, "chatref:prefix_cache_queries_total", model_name="b") == 100
     assert value(samples, "chatref:prefix_cache_hits_total", model_name="b") == 40
-    assert not [key for key in samples if ("model_name", "a") in key[1] and "cache" in key[0]]
 
 
 def test_apps_built_in_one_process_share_the_metrics() -> None:

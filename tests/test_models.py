@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 
-from tests.conftest import DEFAULT, TINY
+from tests.helpers import DEFAULT, TINY
 
 
 def test_list_models(client: openai.OpenAI) -> None:

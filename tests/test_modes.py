@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from fixtures import DEFAULT_MODEL, TINY_MODEL
-from tests.conftest import complete, usage_counts
+from reference.presets import DEFAULT_MODEL, TINY_MODEL
+from tests.helpers import complete, usage_counts
 from tests.model_table import TableServer, ask, model_info, table_server
 
 __all__ = ["table_server"]  # the fixture, imported so pytest finds it here

@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fixtures import TINY_MODEL, get_preset, materialize
 from reference.engine import SamplingParams
 from reference.engine.sampling import SamplerState, sample
+from reference.errors import ContextLengthExceeded
+from reference.presets import TINY_MODEL, get_preset, materialize
 from reference.protocol.detokenize import IncrementalDetokenizer
+from reference.protocol.prompt import check_prompt_size
 from reference.protocol.stops import StopMatcher
 
 
@@ -82,3 +84,23 @@ def test_top_p_keeps_the_nucleus() -> None:
     logits = torch.tensor([10.0, 9.0, -10.0, -10.0, -10.0])
     s = _state(temperature=1.0, top_p=0.5, seed=0)
     assert {sample(logits, s)[0] for _ in range(50)} == {0}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "hello " * 300,
+        "\n" + " " * 500,  # the longest vocabulary entries are whitespace runs
+        "日本語のテキスト🙂🙂 " * 40,
+        "<|im_start|><|im_end|>" * 30,
+        "def f(x):\n        return x\n" * 30,
+    ],
+)
+def test_prompt_size_bound_never_exceeds_the_real_count(tokenizer, text: str) -> None:  # type: ignore[no-untyped-def]
+    chars_per_token = max(len(piece) for piece in tokenizer.get_vocab())
+    real = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    # a context of exactly the real count must pass the pre-check: the bound is a lower bound
+    check_prompt_size([{"role": "user", "content": text}], chars_per_token, context_length=real)
+    with pytest.raises(ContextLengthExceeded):
+        too_long = "x" * (real * chars_per_token + 1)
+        check_prompt_size([{"role": "user", "content": too_long}], chars_per_token, real)

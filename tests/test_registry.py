@@ -10,12 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fixtures import DEFAULT_MODEL, PRESETS, TINY_MODEL, materialize
 from reference.cli.serve import settings_from_args
 from reference.config import ConfigError, is_hub_id, parse_model_spec
+from reference.engine.compiled import COMPILE_DEFAULT
 from reference.loading import SourceUnavailable
+from reference.presets import DEFAULT_MODEL, PRESETS, TINY_MODEL, materialize
 from reference.settings import hub_source, model_source
-from tests.conftest import TIMEOUT, chat_body
+from tests.helpers import TIMEOUT, chat_body
 from tests.server import serve
 
 
@@ -33,9 +34,21 @@ def test_model_spec_syntax() -> None:
     assert spec.options.quantization == "int8" and spec.options.speculative_tokens == 6
 
 
+def test_compile_is_a_mode_key_of_flags_specs_and_config(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[server]\ncompile = true\n[[model]]\nid = "off"\nsource = "tiny"\ncompile = false\n')
+    settings = settings_from_args(["--config", str(config), "--model", "tiny"])
+    table = {s.id: s.compile for s in settings.sources()}
+    assert table == {"tiny-random-llama": True, "off": False}
+    assert [s.compile for s in settings_from_args(["--model", "tiny,compile=yes"]).sources()] == [True]
+    assert [s.compile for s in settings_from_args(["--no-compile"]).sources()] == [False]
+    assert [s.compile for s in settings_from_args([]).sources()] == [COMPILE_DEFAULT]
+
+
 @pytest.mark.parametrize(
     "spec",
     [
+        "tiny,compile=maybe",
         "tiny,quantization=int4",
         "tiny,speculative=medusa",
         "tiny,color=red",
@@ -58,8 +71,8 @@ def test_preset_variants_flags_and_config_layers(tmp_path: Path) -> None:
     s = settings_from_args(["--config", str(config), "--model", "tiny-bnb-4bit", "--dtype", "float32"])
     assert s.max_loaded == 3
     table = {src.id: src for src in s.sources()}
-    assert list(table) == ["tiny-random-llama-bnb-4bit", "spec"]  # flags' models first: the default
-    variant = table["tiny-random-llama-bnb-4bit"]
+    assert list(table) == [f"{TINY_MODEL}-bnb-4bit", "spec"]  # flags' models first: the default
+    variant = table[f"{TINY_MODEL}-bnb-4bit"]
     assert variant.aliases == ("tiny-bnb-4bit",) and variant.mode.quantization == "bnb-4bit"
     assert variant.mode.dtype == "float32"  # the flag over the file's [server]
     spec = table["spec"]

@@ -12,11 +12,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 
-from fixtures import TINY_MODEL, get_preset, materialize
+from reference.app import create_app
 from reference.engine import SamplingParams
+from reference.engine.engine import MAX_WORKER_RESTARTS
+from reference.launch import free_port
+from reference.presets import TINY_MODEL, get_preset, materialize
 from reference.registry import ModelSource, Registry
-from tests.conftest import TIMEOUT, TINY, chat_body, sse_events
+from reference.settings import Settings
+from tests.helpers import TIMEOUT, TINY, chat_body, sse_events
 from tests.server import serve
 
 
@@ -104,3 +109,42 @@ def test_sigterm_drains_eight_streams_within_the_shutdown_timeout(tmp_path: Path
         # uvicorn re-raises the signal after a clean shutdown, so -SIGTERM is a normal exit here
         assert proc.returncode in (0, -signal.SIGTERM)
         assert "Application shutdown complete" in srv.log()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the deaths
+def test_an_engine_whose_worker_keeps_dying_answers_503_and_health_says_so() -> None:
+    """Real uvicorn on loopback in this process, so the fault can be put into the real engine."""
+
+    async def main() -> None:
+        registry = Registry(_tiny_sources()[:1], max_loaded=1)
+        app = create_app(Settings(metrics=False), registry)
+        config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="error")
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                await asyncio.sleep(0.05)
+            served = registry.served("a")
+            assert served is not None
+
+            def die(_: object) -> None:
+                raise SystemExit("injected worker death")
+
+            served.engine.forward_hook = die
+            url = f"http://127.0.0.1:{config.port}"
+            async with httpx.AsyncClient(base_url=url, timeout=TIMEOUT) as http:
+                for i in range(MAX_WORKER_RESTARTS + 1):  # each request kills the worker once
+                    r = await http.post("/v1/chat/completions", json=chat_body(model="a", stream=i % 2 == 1))
+                    assert r.status_code in (200, 500), r.text  # an error event in a stream, else a 500
+                    assert "worker thread stopped" in r.text
+                r = await http.post("/v1/chat/completions", json=chat_body(model="a"))
+                assert r.status_code == 503, r.text
+                assert r.json()["error"]["code"] == "engine_unavailable"
+                health = (await http.get("/health")).json()
+                assert health["status"] == "degraded"
+                assert health["engines"]["a"]["worker_alive"] is False
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, 30)
+
+    asyncio.run(asyncio.wait_for(main(), 180))

@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import complete
+from tests.helpers import complete
 
 
 def _text(out: dict[str, Any]) -> str:

@@ -138,3 +138,17 @@ def test_without_prefix_cache_nothing_is_reused() -> None:
     t.release(a.slot)
     b = t.assign(2, [1, 2, 3])
     assert b is not None and b.reused == 0
+
+
+def test_with_nobody_decoding_a_prompt_takes_the_idle_budget() -> None:
+    s = Scheduler(SchedulerConfig(max_running=4, max_prefill_tokens=64, idle_prefill_tokens=500))
+    long = seq(list(range(1000, 1700)))
+    s.add([long])
+    ((who, n),) = s.schedule().prefill
+    assert who is long and n == 500  # nobody waits on this chunk
+    long.computed += n
+    short = seq(list(range(10)))
+    short.state = State.DECODE  # now a stream decodes: the small budget applies again
+    s.running.append(short)
+    ((who, n),) = s.schedule().prefill
+    assert who is long and n == 64

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from reference.cli.serve import settings_from_args
-from tests.conftest import TINY, chat_body
+from tests.helpers import TINY, chat_body
 from tests.server import serve
 
 

@@ -9,7 +9,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.conftest import chat_body, complete
+from tests.helpers import chat_body, complete
 
 CAT = {
     "type": "object",

@@ -9,7 +9,7 @@ from urllib.parse import quote
 
 import pytest
 
-from fixtures import DEFAULT_MODEL, PRESETS, TINY_MODEL
+from reference.presets import DEFAULT_MODEL, PRESETS, TINY_MODEL
 from tests.model_table import HUB_ID, TableServer, ask, model_info, table_server
 
 __all__ = ["table_server"]  # the fixture, imported so pytest finds it here
@@ -111,11 +111,9 @@ def test_symlink_out_of_a_model_dir_is_refused_at_load(table_server: TableServer
 def test_models_list_every_servable_model_with_mode(table_server: TableServer) -> None:
     body = table_server.http.get("/v1/models").json()
     by_id = {m["id"]: m for m in body["data"]}
-    assert {TINY_MODEL, "tiny-b", "tiny-pl", "tiny-draft", "tiny-random-llama-int8", DEFAULT_MODEL} <= set(
-        by_id
-    )
+    assert {TINY_MODEL, "tiny-b", "tiny-pl", "tiny-draft", f"{TINY_MODEL}-int8", DEFAULT_MODEL} <= set(by_id)
     assert by_id[TINY_MODEL]["loaded"] is True  # the default: first in the config, loaded at start
-    assert by_id["tiny-random-llama-int8"]["aliases"] == ["tiny-int8"]
-    assert by_id["tiny-random-llama-int8"]["mode"]["quantization"] == "int8"
+    assert by_id[f"{TINY_MODEL}-int8"]["aliases"] == ["tiny-int8"]
+    assert by_id[f"{TINY_MODEL}-int8"]["mode"]["quantization"] == "int8"
     assert by_id["tiny-draft"]["mode"]["speculative"] == "draft:tiny-int8"
     assert by_id["broken"]["mode"]["source"] == "dir" and by_id[TINY_MODEL]["mode"]["source"] == "preset"

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from fixtures import get_preset, materialize
 from fixtures.tool_eval import generate_reply, parse_calls
+from reference.presets import TOOLS_MODEL, get_preset, materialize
 from reference.protocol.tools.fallback import CALL_OPEN
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -63,7 +63,7 @@ def model_and_tokenizer() -> Iterator[tuple[Any, Any]]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    preset = get_preset("smollm2-135m-tools")
+    preset = get_preset(TOOLS_MODEL)
     assert preset is not None
     directory = materialize(preset)
     tokenizer = AutoTokenizer.from_pretrained(directory)

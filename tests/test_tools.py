@@ -14,7 +14,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.conftest import TINY, chat_body, complete, sse_events
+from tests.helpers import TINY, chat_body, complete, fold_stream, sse_events
 
 WEATHER: dict[str, Any] = {
     "type": "function",
@@ -62,21 +62,20 @@ def _schema(name: str) -> dict[str, Any]:
     return next(t["function"]["parameters"] for t in TOOLS if t["function"]["name"] == name)
 
 
-def _fold_tools(events: list[str]) -> tuple[list[dict[str, Any]], str | None]:
-    calls: dict[int, dict[str, Any]] = {}
-    finish = None
+def _streamed_calls(events: list[str]) -> tuple[list[dict[str, Any]], str | None]:
+    """The folded stream's calls and finish reason, after checking each call's head comes once."""
+    seen: set[int] = set()
     for e in events[:-1]:
         for c in json.loads(e)["choices"]:
-            finish = c.get("finish_reason") or finish
             for d in c["delta"].get("tool_calls") or []:
                 assert "index" in d
-                if d["index"] not in calls:
+                if d["index"] not in seen:
                     assert d["id"].startswith("call_") and d["type"] == "function" and d["function"]["name"]
-                    calls[d["index"]] = {"id": d["id"], "name": d["function"]["name"], "arguments": ""}
+                    seen.add(d["index"])
                 else:
                     assert "id" not in d and "name" not in d.get("function", {})
-                calls[d["index"]]["arguments"] += d["function"].get("arguments", "")
-    return [calls[i] for i in sorted(calls)], finish
+    choice = fold_stream(events)["choices"][0]
+    return _calls({"choices": [choice]}), choice["finish_reason"]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -121,9 +120,9 @@ def test_streamed_call_deltas_join_to_the_non_stream_call(http: httpx.Client) ->
     }
     plain = _calls(complete(http, False, **args))
     r = http.post("/v1/chat/completions", json=chat_body(stream=True, **args))
-    streamed, finish = _fold_tools(sse_events(r))
+    streamed, finish = _streamed_calls(sse_events(r))
     assert finish == "tool_calls"
-    assert [(c["name"], json.loads(c["arguments"])) for c in streamed] == [
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in streamed] == [
         (c["function"]["name"], json.loads(c["function"]["arguments"])) for c in plain
     ]
 
@@ -150,10 +149,10 @@ def test_parallel_calls_get_indices_and_each_complete_call_validates(http: httpx
             stream=True, messages=ASK, tools=TOOLS, tool_choice="required", max_tokens=100, seed=7
         ),
     )
-    calls, finish = _fold_tools(sse_events(r))
+    calls, finish = _streamed_calls(sse_events(r))
     assert len(calls) >= 2 and finish in {"tool_calls", "length"}
     for call in calls[:-1]:  # the last one may be cut by max_tokens
-        jsonschema.validate(json.loads(call["arguments"]), _schema(call["name"]))
+        jsonschema.validate(json.loads(call["function"]["arguments"]), _schema(call["function"]["name"]))
     assert len({c["id"] for c in calls}) == len(calls)
 
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from conformance.tests.fakemodel import generate, user_text
+from conformance.tests.fakemodel import generate, think, user_text
 from conformance.tests.fakerender import chunks, completion_obj
 from conformance.tests.fakestate import UrlState
 
@@ -58,6 +58,7 @@ async def _answer(
     if "hang" in defects:
         await asyncio.sleep(30)
     choices = generate(body, defects)
+    think(body, choices, defects)
     prompt = json.dumps(body["messages"])
     cached = prompt in state.prompts
     state.prompts.add(prompt)

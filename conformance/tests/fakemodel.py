@@ -16,12 +16,25 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["NATURAL_LEN", "VOCAB_SIZE", "Choice", "generate", "instance_of", "token_text", "user_text"]
+__all__ = [
+    "NATURAL_LEN",
+    "REASONER",
+    "VOCAB_SIZE",
+    "Choice",
+    "generate",
+    "instance_of",
+    "think",
+    "token_text",
+    "user_text",
+]
 
 NATURAL = 64  # natural text draws from the first NATURAL tokens
 VOCAB_SIZE = 50_000
 NATURAL_LEN = 24  # tokens produced when nothing stops generation earlier
 ENDLESS_LEN = 4096  # a "Count ..." prompt without max_tokens
+
+
+REASONER = "fake-reasoner"  # thinks first: its thoughts come in reasoning_content and reasoning
 
 
 def token_text(t: int) -> str:
@@ -36,6 +49,7 @@ class Choice:
     finish: str = "stop"
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     logprobs: list[dict[str, Any]] | None = None
+    reasoning: str = ""  # the thoughts of the fake reasoning model
 
 
 def instance_of(schema: dict[str, Any]) -> Any:
@@ -245,3 +259,24 @@ def generate(body: dict[str, Any], defects: set[str]) -> list[Choice]:
             ch.logprobs = _logprobs(tokens, body.get("top_logprobs") or 0, defects)
         choices.append(ch)
     return choices
+
+
+def think(body: dict[str, Any], choices: list[Choice], defects: set[str]) -> None:
+    """The fake reasoning model's thoughts, put where its defects put them."""
+    if body["model"] != REASONER:
+        return
+    for ch in choices:
+        thoughts = f"The question has {len(json.dumps(body['messages']).split())} words. I answer."
+        if "think_in_content" in defects:  # no parser: the raw block stays in the answer
+            _prepend(ch, f"<think>\n{thoughts}\n</think>\n\n")
+        elif "reasoning_in_content" in defects:
+            _prepend(ch, thoughts)
+            ch.reasoning = thoughts
+        else:
+            ch.reasoning = thoughts
+
+
+def _prepend(ch: Choice, text: str) -> None:
+    """Text before the answer, streamed with its first token."""
+    ch.text = text + ch.text
+    ch.pieces = [text.encode() + (ch.pieces[0] if ch.pieces else b""), *ch.pieces[1:]]

@@ -1,7 +1,7 @@
 """The fake server's responses: the ``chat.completion`` body, the stream's chunks and ``usage``.
 
 Owns rendering choices into JSON objects, with the rendering defects (ids, roles, finish
-reasons, usage, multi-byte text, tool-call deltas). Knows nothing about HTTP or generation.
+reasons, usage, multi-byte text, reasoning fields, tool-call deltas). Knows nothing about HTTP or generation.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def completion_obj(
         msg: dict[str, Any] = {"role": "assistant", "content": None if ch.tool_calls else ch.text}
         if ch.tool_calls:
             msg["tool_calls"] = ch.tool_calls
+        if ch.reasoning:
+            msg |= _reasoning_fields(ch.reasoning, defects)
         lp = {"content": ch.logprobs, "refusal": None} if ch.logprobs is not None else None
         out.append({"index": i, "message": msg, "finish_reason": ch.finish, "logprobs": lp})
     return {
@@ -56,6 +58,21 @@ def usage(
         "completion_tokens": c,
         "total_tokens": p + c + ("usage_wrong_total" in defects),
     }
+
+
+def _reasoning_fields(text: str, defects: set[str]) -> dict[str, str]:
+    return {
+        "reasoning_content": text,
+        "reasoning": text.upper() if "reasoning_fields_differ" in defects else text,
+    }
+
+
+def _reasoning_deltas(ch: Choice, defects: set[str]) -> list[dict[str, Any]]:
+    words = ch.reasoning.split(" ")
+    pieces = [" ".join(words[:2]), " " + " ".join(words[2:4]), " " + " ".join(words[4:])]
+    if "stream_reasoning_differs" in defects:
+        pieces = pieces[1:]
+    return [_reasoning_fields(p, defects) for p in pieces if ch.reasoning]
 
 
 def _text_pieces(ch: Choice, defects: set[str]) -> list[str]:
@@ -123,6 +140,9 @@ def chunks(
     for i, ch in enumerate(choices):
         if "no_role" not in defects:
             out.append(mk(i, {"role": "assistant", "content": ""}))
+        thoughts = [mk(i, d) for d in _reasoning_deltas(ch, defects)]
+        if "reasoning_after_content" not in defects:
+            out += thoughts
         for k, piece in enumerate(_text_pieces(ch, defects)):
             if (
                 "stream_differs" in defects
@@ -136,6 +156,8 @@ def chunks(
                 out.append(mk(i, delta, None, lp))
             if "double_finish" in defects and k == 0:
                 out[-1]["choices"][0]["finish_reason"] = "length"
+        if "reasoning_after_content" in defects:
+            out += thoughts
         for d in _tool_deltas(ch.tool_calls, defects):
             out.append(mk(i, {"tool_calls": [d]}))
         out.append(mk(i, {}, ch.finish))

@@ -19,18 +19,21 @@ import uvicorn
 from conformance.launcher import free_port
 from conformance.openapi import CORE_PARAMS
 from conformance.tests.fakechat import send_json, serve_chat
-from conformance.tests.fakemodel import VOCAB_SIZE
+from conformance.tests.fakemodel import REASONER, VOCAB_SIZE
+from conformance.tests.fakeother import ApiError, error_body, serve_other
 from conformance.tests.fakestate import state_for
 
-__all__ = ["API_KEY", "MODELS", "FakeServer", "app"]
+__all__ = ["API_KEY", "MODELS", "REASONER", "FakeServer", "app"]
 
 API_KEY = "sk-fake"
-MODELS = ["fake-model", "fake-language"]
+MODELS = ["fake-model", "fake-language", REASONER]
 CONTEXT = 512
 Scope = dict[str, Any]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
-KNOWN = set(CORE_PARAMS)  # the fields the suite exercises are the ones the fake understands
+# the fields the suite exercises are the ones the fake understands
+KNOWN = {*CORE_PARAMS, "reasoning_effort", "chat_template_kwargs"}
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 RANGES = {
     "temperature": (0, 2),
     "top_p": (0, 1),
@@ -43,12 +46,6 @@ RANGES = {
     "seed": (-(2**63), 2**63 - 1),
 }
 INTS = {"n", "max_tokens", "max_completion_tokens", "top_logprobs", "seed"}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.param, self.code = status, message, param, code
 
 
 def _num(v: Any) -> bool:
@@ -139,6 +136,14 @@ def validate(body: Any, defects: set[str]) -> dict[str, Any]:
         raise ApiError(400, "tools are not supported", "tools")
     if "ignore_tools" in defects:
         body = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
+    effort = body.get("reasoning_effort")
+    if effort is not None and effort not in EFFORTS and "effort_unchecked" not in defects:
+        raise ApiError(400, f"reasoning_effort must be one of {', '.join(EFFORTS)}", "reasoning_effort")
+    kwargs = body.get("chat_template_kwargs")
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise ApiError(400, "chat_template_kwargs must be an object", "chat_template_kwargs")
+    if kwargs and "template_kwargs_500" in defects:
+        raise ApiError(500, "template render failed")
     rf = body.get("response_format")
     if rf is not None and (
         not isinstance(rf, dict) or rf.get("type") not in ("text", "json_object", "json_schema")
@@ -183,15 +188,6 @@ class FakeServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=5)
-
-
-def _err(e: ApiError, defects: set[str]) -> tuple[int, Any]:
-    if "no_envelope" in defects:
-        return e.status, {"detail": e.message}
-    if "error_500" in defects and e.status == 400:
-        return 500, {"error": {"message": "boom", "type": "server_error", "param": None, "code": None}}
-    kind = "invalid_request_error" if e.status != 401 else "authentication_error"
-    return e.status, {"error": {"message": e.message, "type": kind, "param": e.param, "code": e.code}}
 
 
 def _route_error(route: str, method: str, defects: set[str]) -> tuple[int, Any] | None:
@@ -251,6 +247,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             and headers.get(b"authorization") != f"Bearer {API_KEY}".encode()
         ):
             raise ApiError(401, "invalid api key", None, "invalid_api_key")
+        if route.startswith("responses") or route == "completions":
+            return await serve_other(send, method, route, raw, defects, validate)
         if (wrong := _route_error(route, method, defects)) is not None:
             return await send_json(send, *wrong)
         if route == "models":
@@ -273,6 +271,6 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             raise ApiError(400, "body is not valid JSON") from None
         body = validate(body, defects)
     except ApiError as e:
-        status, obj = _err(e, defects)
+        status, obj = error_body(e, defects)
         return await send_json(send, status, obj)
     await serve_chat(body, defects, state, receive, send)

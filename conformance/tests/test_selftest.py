@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.tests.fakeserver import API_KEY, FakeServer
+from conformance.tests.fakeserver import API_KEY, REASONER, FakeServer
 
 __all__: list[str] = []
 
@@ -32,6 +32,12 @@ STOPS = {f"test_stop_trims[{m}-{k}]" for m in ("json", "stream") for k in ("stri
     "test_stop_spanning_chunks",
 }
 LOGPROBS = {"test_logprobs_shape[json]", "test_logprobs_shape[stream]", "test_top_logprobs_ordering"}
+SPLIT = {
+    "test_reasoning_apart_from_content[json]",
+    "test_reasoning_apart_from_content[stream]",
+    "test_stream_agrees_with_json",
+    "test_reasoning_streams_before_the_answer",
+}
 # defect -> (checks that must fail, whether no other check may fail)
 DEFECTS: dict[str, tuple[set[str], bool]] = {
     "no_done": ({"test_ends_with_done"}, True),
@@ -44,7 +50,7 @@ DEFECTS: dict[str, tuple[set[str], bool]] = {
     "id_changes": ({"test_shared_id_created_model"}, True),
     "usage_always": ({"test_no_usage_unless_requested", "test_include_usage_final_chunk"}, True),
     "usage_not_final": ({"test_include_usage_final_chunk"}, True),
-    "stream_differs": ({"test_fold_equals_non_stream"}, True),
+    "stream_differs": ({"test_fold_equals_non_stream", "test_stream_agrees_with_json"}, True),
     "ignore_n": ({"test_n_choices[json]", "test_n_choices[stream]"}, True),
     "ignore_max_tokens": (
         {f"test_{n}_exact[{m}]" for n in ("max_tokens", "max_completion_tokens") for m in ("json", "stream")},
@@ -85,6 +91,13 @@ DEFECTS: dict[str, tuple[set[str], bool]] = {
         {f"test_json_{k}[{m}]" for k in ("object", "schema") for m in ("json", "stream")},
         True,
     ),
+    "think_in_content": (SPLIT, True),
+    "reasoning_in_content": (SPLIT, True),
+    "reasoning_fields_differ": (SPLIT, True),
+    "stream_reasoning_differs": ({"test_stream_agrees_with_json"}, True),
+    "reasoning_after_content": ({"test_reasoning_streams_before_the_answer"}, True),
+    "effort_unchecked": ({"test_reasoning_effort_validated"}, True),
+    "template_kwargs_500": ({"test_unknown_template_kwargs_are_harmless"}, True),
     "model_404_wrong_code": ({"test_unknown_model", "test_error_before_stream_is_http"}, True),
     "context_500": ({"test_context_length_exceeded"}, True),
     "models_no_object": ({"test_list_shape"}, True),
@@ -97,6 +110,48 @@ DEFECTS: dict[str, tuple[set[str], bool]] = {
     "no_envelope": ({"test_invalid_request[n_zero]", "test_unknown_model"}, False),
     "usage_wrong_total": ({"test_usage_present_and_sums"}, False),
     "created_float": ({"test_completion_validates[json]", "test_id_and_created"}, False),
+    # /responses
+    "resp_stream_by_default": (
+        {"test_response_json_by_default", "test_responses_sdk_create_and_stream", "test_parse_text_format"},
+        True,
+    ),
+    "resp_usage_wrong_total": ({"test_response_object", "test_stream_folds_to_the_response"}, False),
+    "resp_ignore_max_output_tokens": ({"test_max_output_tokens"}, True),
+    "resp_done_order": ({"test_response_event_order"}, True),
+    "resp_done_text_differs": ({"test_stream_folds_to_the_response"}, True),
+    "resp_no_sequence": ({"test_response_event_order"}, False),
+    "resp_no_completed": (
+        {
+            "test_response_event_order",
+            "test_responses_sdk_create_and_stream",
+            "test_stream_folds_to_the_response",
+            "test_streamed_function_call",
+        },
+        True,
+    ),
+    "resp_tool_args_not_json": ({"test_function_call_round_trip", "test_streamed_function_call"}, True),
+    "resp_tools_ignored": ({"test_function_call_round_trip", "test_streamed_function_call"}, True),
+    "resp_args_done_differs": ({"test_streamed_function_call"}, True),
+    "resp_get_unknown_200": ({"test_retrieve_stored"}, False),
+    "resp_store_false_kept": ({"test_store_false_is_not_kept"}, True),
+    "resp_previous_ignored": ({"test_previous_response_id"}, True),
+    "resp_format_ignored": ({"test_parse_text_format"}, True),
+    # legacy /completions
+    "cmpl_wrong_object": ({"test_completion_object[json]", "test_completion_object[stream]"}, False),
+    "cmpl_ignore_max_tokens": (
+        {f"test_completion_max_tokens_exact[{m}]" for m in ("json", "stream")},
+        False,
+    ),
+    "cmpl_prompt_list_one": ({"test_prompt_list_and_n", "test_token_id_prompt"}, True),
+    "cmpl_token_ids_500": ({"test_token_id_prompt"}, True),
+    "cmpl_logprobs_positive": (
+        {f"test_completion_logprobs_shape[{m}]" for m in ("json", "stream")}
+        | {"test_completion_echo_scores_the_prompt"},
+        True,
+    ),
+    "cmpl_ignore_echo": ({"test_completion_echo"}, True),
+    "cmpl_no_done": ({"test_completion_stream_ends_with_done"}, True),
+    "cmpl_usage_not_final": ({"test_completion_include_usage"}, True),
 }
 
 
@@ -116,6 +171,8 @@ def run_suite(pytester: pytest.Pytester, url: str, *args: str) -> tuple[set[str]
         "20",
         "--conformance-probe-timeout",  # a one-at-a-time fake may still be busy with a dropped stream
         "20",
+        "--conformance-reasoning-model",
+        REASONER,
         *args,
     )
     passed, _, failed = result.reprec.listoutcomes()  # type: ignore[attr-defined]
@@ -132,6 +189,7 @@ def test_clean_server_passes_everything(pytester: pytest.Pytester, fake: FakeSer
     assert data["totals"]["pass"] == len(passed) >= 60
     assert any("conformance" in line for line in result.outlines)
     assert "| tools |" in (pytester.path / "report.md").read_text()
+    assert "| reasoning |" in (pytester.path / "report.md").read_text()
 
 
 @pytest.mark.parametrize("defect", list(DEFECTS))
@@ -173,6 +231,34 @@ def test_unsupported_is_not_failure(pytester: pytest.Pytester, fake: FakeServer)
     data = json.loads((pytester.path / "report.json").read_text())
     tools = next(f for f in data["features"] if f["feature"] == "tools")
     assert tools["unsupported"] == tools["checks"] and tools["status"] == "unsupported"
+
+
+def test_no_reasoning_model_is_unsupported(pytester: pytest.Pytester, fake: FakeServer) -> None:
+    """Without a reasoning model named, the checks that need one report unsupported, not failed."""
+    failed, passed, _ = run_suite(
+        pytester, fake.url(), "-k", "test_reasoning", "--conformance-reasoning-model", ""
+    )
+    assert not failed and passed == {
+        "test_reasoning_effort_validated",
+        "test_unknown_template_kwargs_are_harmless",
+    }
+    data = json.loads((pytester.path / "report.json").read_text())
+    reasoning = next(f for f in data["features"] if f["feature"] == "reasoning")
+    assert reasoning["unsupported"] == len(SPLIT) and reasoning["passed"] == 2
+
+
+@pytest.mark.parametrize(
+    ("route", "module"), [("responses", "test_responses"), ("completions", "test_completions")]
+)
+def test_missing_route_is_unsupported(
+    pytester: pytest.Pytester, fake: FakeServer, route: str, module: str
+) -> None:
+    """A server without the route (a 404 envelope) has that whole group reported unsupported."""
+    failed, _, _ = run_suite(pytester, fake.url(f"no_{route}"), "-k", module)
+    assert not failed
+    data = json.loads((pytester.path / "report.json").read_text())
+    row = next(f for f in data["features"] if f["feature"] == route)
+    assert row["unsupported"] == row["checks"] >= 10 and row["status"] == "unsupported"
 
 
 def test_silently_ignored_is_failure(pytester: pytest.Pytester, fake: FakeServer) -> None:

@@ -26,9 +26,10 @@ from perf.decode import ModeRunner, load_runners, prompt_for
 from perf.interval import StopRule
 from perf.paired import GateSampler
 from reference.loading import resolve_device
+from reference.presets import DEFAULT_MODEL
 
 BASELINE = Path(__file__).with_name("baseline.json")
-MODEL = os.environ.get("CHATREF_PERF_MODEL", "smollm2-135m-instruct")
+MODEL = os.environ.get("CHATREF_PERF_MODEL", DEFAULT_MODEL)
 OUT = Path(os.environ.get("CHATREF_PERF_OUT", "out/perf-ci"))
 BUDGET_S = float(os.environ.get("CHATREF_PERF_BUDGET_S", "60"))
 # The fast paths CI gates; bitsandbytes and the draft model are measured by `chatref perf`

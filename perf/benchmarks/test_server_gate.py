@@ -18,9 +18,10 @@ from perf.interval import StopRule
 from perf.load import Target, builtin_workload
 from perf.server_gate import check_scaling, measure_scaling, write_result
 from reference.launch import BackgroundServer
+from reference.presets import DEFAULT_MODEL
 
 BASELINE = Path(__file__).with_name("server_baseline.json")
-MODEL = os.environ.get("CHATREF_PERF_MODEL", "smollm2-135m-instruct")
+MODEL = os.environ.get("CHATREF_PERF_MODEL", DEFAULT_MODEL)
 OUT = Path(os.environ.get("CHATREF_PERF_OUT", "out/perf-ci"))
 RULE = StopRule(min_pairs=6, max_pairs=12, target_half_width=0.10, budget_s=240.0)
 

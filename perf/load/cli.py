@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from reference.presets import DEFAULT_MODEL
+
 if TYPE_CHECKING:
     from rich.progress import TaskID
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from perf.load.metrics import LevelResult
     from perf.load.workload import Workload
 
-__all__ = ["is_loopback_url", "main", "parse_goodput", "report_main"]
+__all__ = ["build_parser", "build_report_parser", "is_loopback_url", "main", "parse_goodput", "report_main"]
 
 
 def is_loopback_url(url: str) -> bool:
@@ -67,14 +69,14 @@ def parse_goodput(items: list[str]) -> dict[str, float]:
     return slos
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chatref perf load",
         description="Load-benchmark any OpenAI-compatible chat server (streamed chat completions).",
     )
     t = p.add_argument_group("target")
     t.add_argument("--base-url", help="server to load, ending in /v1 (default: self-start chatref serve)")
-    t.add_argument("--model", default="smollm2-135m-instruct", help="model to request (and to serve)")
+    t.add_argument("--model", default=DEFAULT_MODEL, help="model to request (and to serve)")
     t.add_argument("--api-key", help="sent as Authorization: Bearer KEY")
     t.add_argument("--allow-remote", action="store_true", help="allow a --base-url that is not loopback")
     t.add_argument("--label", help="name of this server in tables and plots")
@@ -248,7 +250,7 @@ def main(argv: list[str]) -> int:
     from perf.load.client import Target
     from perf.load.workload import builtin_workload, dataset_workload
 
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     _check(args)
     wl_args = (args.max_tokens, args.temperature, args.seed)
     try:
@@ -264,14 +266,18 @@ def main(argv: list[str]) -> int:
     return 0 if all(r.metrics["completed"] for r in results) else 1
 
 
+def build_report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="chatref perf load-report", description=report_main.__doc__)
+    p.add_argument("results", nargs="+", type=Path, help="load.json files of `chatref perf load`")
+    p.add_argument("--out", type=Path, default=Path("out/load-report"), help="load.{json,md,png}")
+    return p
+
+
 def report_main(argv: list[str]) -> int:
     """``chatref perf load-report A.json B.json ... --out DIR``: several runs, one table and plot."""
     from perf.load.output import read_documents
 
-    p = argparse.ArgumentParser(prog="chatref perf load-report", description=report_main.__doc__)
-    p.add_argument("results", nargs="+", type=Path, help="load.json files of `chatref perf load`")
-    p.add_argument("--out", type=Path, default=Path("out/load-report"), help="load.{json,md,png}")
-    args = p.parse_args(argv)
+    args = build_report_parser().parse_args(argv)
     try:
         docs = read_documents(args.results)
     except (OSError, ValueError) as exc:

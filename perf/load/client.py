@@ -1,7 +1,7 @@
 """One streamed chat request, timed: the load benchmark's only contact with the server.
 
 Owns sending a body with ``httpx.AsyncClient``, splitting the SSE body into events as bytes
-arrive (event splitting is ``conformance.client.parse_sse``'s; this module only cuts the stream
+arrive (event splitting is ``wire.parse_sse``'s; this module only cuts the stream
 at complete blocks), the ``time.perf_counter`` stamps that the metrics are defined on, and turning
 failures (HTTP status, error event, timeout, connection error) into a record. Also asks the
 server who it is (``/models``, ``Server`` header). Knows nothing of load shapes or statistics.
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from conformance.client import parse_sse
+from wire import parse_sse
 
 __all__ = [
     "ERROR_BODY_LIMIT",

@@ -14,10 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+from reference.presets import DEFAULT_MODEL
+
+__all__ = ["build_parser", "main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="chatref perf soak",
         description="Soak an OpenAI-compatible chat server with a seeded mix of valid, abandoned and "
@@ -26,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     t = p.add_argument_group("target")
     t.add_argument("--base-url", help="server to soak, ending in /v1 (default: self-start chatref serve)")
-    t.add_argument("--model", default="smollm2-135m-instruct", help="model to request (and to serve)")
+    t.add_argument("--model", default=DEFAULT_MODEL, help="model to request (and to serve)")
     t.add_argument("--api-key", help="sent as Authorization: Bearer KEY")
     t.add_argument("--allow-remote", action="store_true", help="allow a --base-url that is not loopback")
     t.add_argument("--serve-args", default="", help="extra `chatref serve` flags when self-starting")
@@ -118,7 +120,7 @@ def main(argv: list[str]) -> int:
     from perf.load.cli import target_server
     from perf.soak.report import render_table, write_json, write_markdown
 
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     _check(args)
     with target_server(args, "chatref perf soak") as (base_url, pid):
         doc = _run(args, base_url, pid)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import get_preset, materialize
 from perf.tests.scripted_server import ScriptedServer
 from reference.loading import LoadedModel, LoadMode, load_model
+from reference.presets import DEFAULT_MODEL, TINY_MODEL, get_preset, materialize
 
 
 @pytest.fixture(scope="session")
 def tiny_path() -> Path:
-    preset = get_preset("tiny-random-llama")
+    preset = get_preset(TINY_MODEL)
     assert preset is not None
     return materialize(preset)
 
@@ -36,7 +36,7 @@ def tiny_int8(tiny_path: Path) -> LoadedModel:
 
 @pytest.fixture(scope="session")
 def default_path() -> Path:
-    preset = get_preset("smollm2-135m-instruct")
+    preset = get_preset(DEFAULT_MODEL)
     assert preset is not None
     return materialize(preset)
 

@@ -26,12 +26,12 @@ class _Toy(nn.Module):
 
 
 def test_untied_embedding_reads_one_row() -> None:
-    read, rows, stored = weight_bytes(_Toy(tied=False))
+    read, rows, _, stored = weight_bytes(_Toy(tied=False))
     assert (read, rows, stored) == (32 + 288 + 3200, 32, 3200 + 288 + 3200)
 
 
 def test_tied_embedding_is_counted_once_and_whole() -> None:
-    read, rows, stored = weight_bytes(_Toy(tied=True))
+    read, rows, _, stored = weight_bytes(_Toy(tied=True))
     assert (read, rows, stored) == (3200 + 288, 0, 3200 + 288)
 
 
@@ -41,7 +41,7 @@ def test_tiny_fp32_reads_every_weight_once(tiny_fp32: LoadedModel) -> None:
     expected = sum(p.numel() * 4 for p in unique.values()) + sum(
         b.numel() * b.element_size() for b in model.buffers()
     )
-    read, rows, _ = weight_bytes(model)
+    read, rows, _, _ = weight_bytes(model)
     assert model.config.tie_word_embeddings and rows == 0
     assert read == expected
 
@@ -57,7 +57,7 @@ def test_int8_counts_int8_weights_scales_and_an_embedding_row(tiny_int8: LoadedM
     embed = model.get_input_embeddings().weight
     norms = sum(p.numel() * 4 for n, p in model.named_parameters() if "norm" in n)
     buffers = sum(b.numel() * b.element_size() for n, b in model.named_buffers() if "rotary" in n)
-    read, rows, _ = weight_bytes(model)
+    read, rows, _, _ = weight_bytes(model)
     assert rows == embed.shape[1] * 4
     assert read == q + rows + norms + buffers
 
@@ -77,8 +77,8 @@ def test_bnb_8bit_counts_int8_storage_and_row_scales(tiny_path: Path) -> None:
     model = load_model(tiny_path, LoadMode(dtype="float32", device="cpu", quantization="bnb-8bit")).model
     layer = model.model.layers[0].self_attn.q_proj
     assert layer.weight.dtype == torch.int8
-    fp32_read, _, _ = weight_bytes(load_model(tiny_path, LoadMode(dtype="float32", device="cpu")).model)
-    read, _, _ = weight_bytes(model)
+    fp32_read, _, _, _ = weight_bytes(load_model(tiny_path, LoadMode(dtype="float32", device="cpu")).model)
+    read, _, _, _ = weight_bytes(model)
     linear_fp32 = sum(
         m.weight.numel() * 4
         for n, m in model.named_modules()

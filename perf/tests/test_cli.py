@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from perf.cli import main
+from reference.presets import TINY_MODEL
 
 
 def test_cli_writes_every_report_and_gates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -25,7 +26,7 @@ def test_cli_writes_every_report_and_gates(tmp_path: Path, capsys: pytest.Captur
         )
     assert (out / "roofline.png").read_bytes()[:4] == b"\x89PNG"
     assert "| prompt-lookup |" in (out / "perf.md").read_text()
-    assert "decode on tiny-random-llama" in capsys.readouterr().out
+    assert f"decode on {TINY_MODEL}" in capsys.readouterr().out
     assert set(json.loads(baseline.read_text())["ratios"]) >= {"speedup:int8", "acceptance:prompt-lookup"}
 
 

@@ -23,6 +23,7 @@ from perf import gate
 from perf.decode import load_runners
 from perf.interval import StopRule
 from perf.paired import GateSampler
+from reference.presets import DEFAULT_MODEL
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -46,7 +47,7 @@ def cpu_burners(count: int) -> Iterator[None]:
 
 def test_unchanged_code_next_to_cpu_burners_passes(default_path: Path) -> None:
     baseline = json.loads(BASELINE.read_text())
-    if baseline["model"] != "smollm2-135m-instruct" or baseline["machine"].get("gpu"):
+    if baseline["model"] != DEFAULT_MODEL or baseline["machine"].get("gpu"):
         pytest.skip("the committed baseline is not for the default model on a CPU")
     baseline["ratios"] = {k: v for k, v in baseline["ratios"].items() if k in KEYS}
     runners, errors = load_runners(default_path, ["fp32", "int8"], "cpu")

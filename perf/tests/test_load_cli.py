@@ -11,6 +11,7 @@ import pytest
 from perf.cli import main as perf_main
 from perf.load.cli import is_loopback_url, main, report_main
 from perf.tests.scripted_server import Script, ScriptedServer
+from reference.presets import TINY_MODEL
 
 VLLM_KEYS = {
     "duration", "completed", "failed", "total_input_tokens", "total_output_tokens",
@@ -104,13 +105,11 @@ def test_cli_open_loop_percentiles_and_exit_code_on_failure(scripted: ScriptedSe
 
 def test_load_against_the_self_started_reference_server(tmp_path: Path) -> None:
     out = tmp_path / "ref"
-    argv = ["--model", "tiny-random-llama", "--concurrency", "1,2", "--requests", "3"]
+    argv = ["--model", TINY_MODEL, "--concurrency", "1,2", "--requests", "3"]
     assert main([*argv, "--max-tokens", "6", "--num-warmups", "1", "--out", str(out), "--quiet"]) == 0
     doc = _check_files(out)
     assert (
-        doc["server"]["self_started"]
-        and doc["server"]["models"]
-        and doc["label"] == "chatref tiny-random-llama"
+        doc["server"]["self_started"] and doc["server"]["models"] and doc["label"] == f"chatref {TINY_MODEL}"
     )
     assert [lv["concurrency"] for lv in doc["levels"]] == [1, 2]
     for lv in doc["levels"]:

@@ -20,6 +20,7 @@ from perf.soak import HARD_COUNTERS, make_plan, rss_kb, run_soak_sync, soak_docu
 from perf.soak.cli import main
 from perf.soak.mix import INVALID_KINDS, KINDS
 from perf.tests.scripted_server import Script, ScriptedServer
+from reference.presets import TINY_MODEL
 
 FAST = Script(first_delay=0.0, gap=0.0, chunks=3, usage_tokens=3)
 
@@ -138,7 +139,7 @@ def test_cli_refuses_remote_and_writes_its_files(scripted: ScriptedServer, tmp_p
 def test_soak_of_the_self_started_reference_server(tmp_path: Path) -> None:
     """~200 requests of every kind at concurrency 8: nothing breaks, nothing is left running."""
     start = time.monotonic()
-    argv = ["--model", "tiny-random-llama", "--requests", "200", "--concurrency", "8", "--max-tokens", "8"]
+    argv = ["--model", TINY_MODEL, "--requests", "200", "--concurrency", "8", "--max-tokens", "8"]
     argv += ["--oversized-words", "1000", "--quiet", "--out", str(tmp_path)]  # the tiny context is 512
     code = main(argv)
     doc = json.loads((tmp_path / "soak.json").read_text())

@@ -1,1 +1,2 @@
-"""Command-line entry points: ``chatref serve``, ``chatref chat``, ``chatref perf``."""
+"""Command-line entry points: ``chatref serve``, ``chatref chat``, ``chatref models``, and the
+dispatch of ``chatref perf`` to :mod:`perf.cli`."""

@@ -6,8 +6,9 @@ background reference server and ``--base-url``, and the read–answer loop (inpu
 Ctrl-D at the prompt). The pieces live in siblings: ``chat_flags`` (``key=value``),
 ``chat_session`` (conversation, files), ``chat_commands`` (``!commands``), ``chat_turn`` (one
 streamed answer, its cancellation and errors), ``chat_stream`` (chunk folding), ``chat_render``
-(rich output), ``reference.launch`` (the background server). Knows nothing of models, tokenizers or
-the server's internals: it only speaks the HTTP API.
+(rich output), ``reference.launch`` (the background server). Knows the built-in preset names
+(:mod:`reference.presets`: the default model, and every preset offered to the background server so
+``!model`` can switch), nothing of tokenizers or the server's internals: it only speaks the HTTP API.
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from typing import Any
 import openai
 from rich.console import Console
 
-from fixtures.presets import DEFAULT_MODEL, PRESETS, get_preset
 from reference.cli.chat_commands import CommandContext, dispatch, is_command
 from reference.cli.chat_flags import FlagError, parse_flags
 from reference.cli.chat_render import Renderer
 from reference.cli.chat_session import ChatSession
 from reference.cli.chat_turn import describe_error, stream_answer
 from reference.launch import BackgroundServer, ServerStartError
+from reference.presets import DEFAULT_MODEL, PRESETS, TINY_MODEL, get_preset
 
 __all__ = ["ChatArgs", "build_parser", "chat_loop", "main", "parse_args"]
 
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chatref chat",
         description="Chat in the terminal with the reference server (started in the background)\n"
         "or any OpenAI-compatible server (--base-url). Type !help in the chat for commands.",
-        epilog="examples:\n  chatref chat\n  chatref chat tiny-random-llama temperature=0 max_tokens=50\n"
+        epilog=f"examples:\n  chatref chat\n  chatref chat {TINY_MODEL} temperature=0 max_tokens=50\n"
         "  chatref chat llama3.2 --base-url http://localhost:11434/v1 seed=1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -1,10 +1,11 @@
 """Terminal rendering of ``chatref chat`` with ``rich``.
 
 Owns how things look: notices, the live view of an answer while it streams (raw text, last
-screen-full only, so it never scrolls out of the live region), the Markdown rendering once it is
-complete, tool calls, the ``length`` notice, the stats line and the conversation history. On a
-non-terminal output it writes the raw text as it comes instead. Knows nothing of the network,
-the server or command parsing.
+screen-full only, so it never scrolls out of the live region), a reasoning model's thoughts
+(dim, labelled, above the answer), the Markdown rendering once it is complete, tool calls, the
+``length`` notice, the stats line and the conversation history. On a non-terminal output it
+writes the raw answer text as it comes instead (no thoughts: piped output stays the answer).
+Knows nothing of the network, the server or command parsing.
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ _STYLES = {"info": "", "ok": "green", "warn": "yellow", "error": "bold red"}
 _PREFIX = {"info": "", "ok": "✓ ", "warn": "⚠ ", "error": "✗ "}
 
 
+def _thinking(reasoning: str) -> Text:
+    """A reasoning model's thoughts: dim, under a label, so they never read as the answer."""
+    return Text.assemble(("thinking: ", "dim bold"), (reasoning.strip(), "dim italic"))
+
+
 class _Tail:
     """The last lines of a text that fit the screen: what the live view shows while streaming."""
 
@@ -54,12 +60,12 @@ class _LiveAnswer:
 
     def __rich__(self) -> RenderableType:
         a = self.answer
-        if not (a.content or a.reasoning or a.tool_calls):
+        if not (a.content or a.reasoning or a.calls):
             return self.spinner  # one instance, so that it turns
         text = Text()
         if a.reasoning:
-            text.append(a.reasoning, style="dim italic")
-            text.append("\n")
+            text.append_text(_thinking(a.reasoning))
+            text.append("\n\n" if a.content else "")
         text.append(a.content)
         for call in a.calls:
             text.append(f"\n⚙ {call.name}({call.arguments}", style="magenta")
@@ -102,8 +108,10 @@ class Renderer:
         if self.live:
             parts: list[RenderableType] = []
             if answer.reasoning:
-                parts.append(Text(answer.reasoning.strip(), style="dim italic"))
+                parts.append(_thinking(answer.reasoning))
             if answer.content.strip():
+                if parts:
+                    parts.append(Text(""))  # a blank line between the thoughts and the answer
                 parts.append(Markdown(answer.content))
             if parts:
                 self.console.print(Group(*parts))

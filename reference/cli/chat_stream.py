@@ -1,8 +1,10 @@
-"""Folding a streamed chat completion into one answer, chunk by chunk.
+"""One streamed answer of the chat CLI: choice 0 of the folded chunks, and its timing.
 
-Owns the accumulation of ``chat.completion.chunk`` objects (as plain dicts) for choice 0:
-content, reasoning text, tool calls assembled from their index-keyed deltas, the finish reason,
-usage and timing. Knows nothing of the terminal, the SDK's classes or the network.
+The folding itself (content, reasoning, index-keyed tool call deltas, finish reason, usage) is
+:class:`wire.ChunkFolder`, the same folder the conformance suite and the tests use; this module
+owns the CLI's view of it (the text each chunk adds, tool calls as message parts, the first token's
+time and the ``tokens · seconds · tok/s`` line). Knows nothing of the terminal, the SDK's classes
+or the network.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from wire import ChunkFolder
 
 __all__ = ["Answer", "ToolCall", "format_arguments"]
 
@@ -43,60 +47,48 @@ def format_arguments(arguments: str) -> str:
 class Answer:
     """The answer so far; :meth:`add` takes one chunk and returns the new visible text."""
 
-    content: str = ""
-    reasoning: str = ""
-    tool_calls: dict[int, ToolCall] = field(default_factory=dict)
-    finish_reason: str | None = None
-    usage: dict[str, Any] | None = None
-    model: str | None = None
-    chunks: int = 0
+    folder: ChunkFolder = field(default_factory=ChunkFolder)
     started: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     finished_at: float | None = None
     error: str | None = None  # set when the exchange failed (server error, dropped connection)
 
     def add(self, chunk: dict[str, Any]) -> str:
-        self.chunks += 1
-        self.model = chunk.get("model") or self.model
-        if chunk.get("usage"):
-            self.usage = chunk["usage"]
-        new_text = ""
-        for choice in chunk.get("choices") or []:
-            if choice.get("index", 0) != 0:
-                continue
-            delta = choice.get("delta") or {}
-            text = delta.get("content")
-            if text:
-                self.content += text
-                new_text += text
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if isinstance(reasoning, str) and reasoning:
-                self.reasoning += reasoning
-            for part in delta.get("tool_calls") or []:
-                self._add_tool_delta(part)
-            if choice.get("finish_reason"):
-                self.finish_reason = choice["finish_reason"]
-        if (new_text or self.reasoning or self.tool_calls) and self.first_token_at is None:
+        before = len(self.content)
+        self.folder.add(chunk)
+        new_text = self.content[before:]
+        if (new_text or self.reasoning or self.calls) and self.first_token_at is None:
             self.first_token_at = time.monotonic()
         return new_text
 
-    def _add_tool_delta(self, part: dict[str, Any]) -> None:
-        index = part.get("index", len(self.tool_calls))
-        call = self.tool_calls.setdefault(index, ToolCall(index=index))
-        if part.get("id"):
-            call.id = part["id"]
-        function = part.get("function") or {}
-        if function.get("name"):
-            call.name += function["name"]
-        if function.get("arguments"):
-            call.arguments += function["arguments"]
+    @property
+    def content(self) -> str:
+        return str(self.folder.message().get("content") or "")
 
-    def finish(self) -> None:
-        self.finished_at = time.monotonic()
+    @property
+    def reasoning(self) -> str:
+        message = self.folder.message()
+        return str(message.get("reasoning_content") or message.get("reasoning") or "")
+
+    @property
+    def finish_reason(self) -> str | None:
+        return self.folder.finish_reason()
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        usage = self.folder.usage
+        return usage if isinstance(usage, dict) else None
 
     @property
     def calls(self) -> list[ToolCall]:
-        return [self.tool_calls[i] for i in sorted(self.tool_calls)]
+        return [
+            ToolCall(i, c.get("id") or "", (c.get("function") or {}).get("name") or "",
+                     (c.get("function") or {}).get("arguments") or "")
+            for i, c in enumerate(self.folder.message().get("tool_calls") or [])
+        ]  # fmt: skip
+
+    def finish(self) -> None:
+        self.finished_at = time.monotonic()
 
     def message_tool_calls(self) -> list[dict[str, Any]]:
         return [c.as_message_part() for c in self.calls]

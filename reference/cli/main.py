@@ -1,14 +1,20 @@
-"""``chatref`` command: dispatches to the subcommands, each importing only what it needs."""
+"""``chatref`` command: dispatches to the subcommands, each importing only what it needs.
+
+``chatref perf`` imports :mod:`perf.cli` only when that command runs: the one import from the
+runtime into another package of this project that ``tests/test_layering.py`` allows.
+"""
 
 from __future__ import annotations
 
 import sys
 
+from reference.presets import DEFAULT_MODEL
+
 __all__ = ["main"]
 
-USAGE = """usage: chatref {serve,chat,perf,models} ...
+USAGE = f"""usage: chatref {{serve,chat,perf,models}} ...
 
-  serve   run the OpenAI-compatible reference server (default model: smollm2-135m-instruct)
+  serve   run the OpenAI-compatible reference server (default model: {DEFAULT_MODEL})
   chat    interactive terminal chat against the reference server or any OpenAI-compatible server
   perf    decode tokens/s against the memory-bandwidth roofline; `perf load`: server load benchmark;
           `perf soak`: reliability soak (valid, abandoned and invalid requests)

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 
-from fixtures import PRESETS, materialize
+from reference.presets import PRESETS, materialize
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="chatref models",
+        description="List the built-in model presets and whether each is in the cache, or build them "
+        "into the cache (fetch).",
+    )
+    p.add_argument(
+        "action", nargs="?", choices=["fetch"], help="fetch: build the named presets (default: all)"
+    )
+    p.add_argument("names", nargs="*", metavar="PRESET", help=f"preset ids, any of: {', '.join(PRESETS)}")
+    return p
 
 
 def main(argv: list[str]) -> int:
-    if argv and argv[0] == "fetch":
+    args = build_parser().parse_args(argv)
+    if args.action == "fetch":
         logging.basicConfig(level="INFO", format="%(message)s")
-        names = argv[1:] or list(PRESETS)
+        names = args.names or list(PRESETS)
         for name in names:
             preset = PRESETS.get(name)
             if preset is None:

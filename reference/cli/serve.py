@@ -9,9 +9,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from fixtures import DEFAULT_MODEL
 from reference.config import DTYPES, ModeOptions, load_config, mode_options
 from reference.engine import SchedulerConfig
+from reference.presets import DEFAULT_MODEL
+from reference.protocol.reasoning import PARSER_NAMES
 from reference.quant import QUANT_MODES
 from reference.settings import Settings, SettingsError
 
@@ -29,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help=f"servable model: [ID=]SOURCE[,key=value...], SOURCE a preset (or <preset>-int8, -bnb-8bit, "
         f"-bnb-4bit), a model DIR, a .gguf FILE or (with --allow-hub) a hub id; keys: alias, pinned, dtype, "
-        f"device, attn, quantization, speculative, speculative_tokens. Repeatable; the first model is the "
-        f"default and loads at start (default: {DEFAULT_MODEL})",
+        f"device, attn, quantization, speculative, speculative_tokens, compile, reasoning_parser. "
+        f"Repeatable; the first model is the default and loads at start (default: {DEFAULT_MODEL})",
     )
     p.add_argument(
         "--config", type=Path, metavar="FILE", help="TOML file of [[model]] tables and [server] keys"
@@ -75,13 +76,30 @@ def build_parser() -> argparse.ArgumentParser:
     modes.add_argument("--quantization", choices=QUANT_MODES, help="weights quantization (default: none)")
     modes.add_argument("--speculative", help="none, prompt-lookup or draft:<model id> (default: none)")
     modes.add_argument("--speculative-tokens", type=int, help="tokens proposed per verify step (default: 4)")
+    modes.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the decode step when a model loads, per batch bucket 1, 2, 4, ... "
+        "(minutes the first time, cached after; Llama-shaped models; default: off)",
+    )
+    modes.add_argument(
+        "--reasoning-parser",
+        choices=PARSER_NAMES,
+        help="split the thinking of <think>…</think> models (DeepSeek-R1, Qwen3) into the `reasoning` "
+        "and `reasoning_content` fields; deepseek_r1 and qwen3 are the same parser as think "
+        "(default: none, or the preset's own)",
+    )
     batch = p.add_argument_group("batching and KV memory of every model")
     batch.add_argument("--max-running", type=int, default=8, help="sequences decoded together (default: 8)")
     batch.add_argument(
         "--max-waiting", type=int, default=64, help="sequences queued for a slot; past it 429 (default: 64)"
     )
     batch.add_argument(
-        "--max-prefill-tokens", type=int, default=256, help="prompt tokens computed per round (default: 256)"
+        "--max-prefill-tokens",
+        type=int,
+        default=64,
+        help="prompt tokens computed per round while other requests decode (default: 64)",
     )
     batch.add_argument(
         "--kv-cache-tokens",
@@ -104,6 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="on SIGTERM stop accepting, let in-flight responses finish this long, then cancel them "
         "(default: 10)",
+    )
+    p.add_argument(
+        "--responses-store-size",
+        type=int,
+        help="finished /v1/responses kept in memory for previous_response_id and GET, least recently "
+        "used dropped first; 0 keeps none (default: 1000)",
     )
     p.add_argument("--log-level", default="info", help="default: info")
     return p
@@ -134,15 +158,25 @@ def settings_from_args(argv: list[str]) -> Settings:
         kv_cache_tokens=a.kv_cache_tokens,
         metrics=bool(_first(a.metrics, config and config.metrics, True)),
         metrics_require_key=bool(_first(a.metrics_require_key, config and config.metrics_require_key, False)),
+        responses_store_size=int(
+            _first(a.responses_store_size, config and config.responses_store_size, 1000)
+        ),
     )
 
 
 def _engine(a: argparse.Namespace) -> SchedulerConfig:
+    if a.responses_store_size is not None and a.responses_store_size < 0:
+        raise SettingsError("--responses-store-size must be a non-negative integer")
     for name in ("max_running", "max_waiting", "max_prefill_tokens", "kv_cache_tokens"):
         value = getattr(a, name)
         if value is not None and value < (0 if name == "max_waiting" else 1):
             raise SettingsError(f"--{name.replace('_', '-')} must be a positive integer")
-    return SchedulerConfig(a.max_running, a.max_waiting, a.max_prefill_tokens, not a.no_prefix_cache)
+    return SchedulerConfig(
+        max_running=a.max_running,
+        max_waiting=a.max_waiting,
+        max_prefill_tokens=a.max_prefill_tokens,
+        prefix_cache=not a.no_prefix_cache,
+    )
 
 
 def _first(*values: Any) -> Any:

@@ -9,7 +9,11 @@ one verify forward per round (:func:`reference.engine.speculative.verify_step`);
 tokens speculation could change (sampling, penalties, logprobs, a grammar) decode in the batch.
 
 A forward that raises fails exactly the sequences in it (an :class:`EngineFailure` each, their
-slots cleared); the engine goes on serving. Knows token ids and tensors, never HTTP or text.
+slots cleared); the engine goes on serving. A worker thread that dies (a ``BaseException``, or a
+fault in the failure handling itself) fails everything in flight and is restarted, up to
+``MAX_WORKER_RESTARTS`` times in a row without a completed sequence between; after that the
+engine refuses new work with :class:`EngineUnavailable` until it is reloaded. Knows token ids
+and tensors, never HTTP or text.
 """
 
 from __future__ import annotations
@@ -18,14 +22,16 @@ import asyncio
 import functools
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
+from reference.engine.compiled import compile_unsupported
 from reference.engine.handle import SequenceHandle
 from reference.engine.runner import ModelRunner
-from reference.engine.sampling import SamplerState, sample
+from reference.engine.sampling import SamplerState, prompt_logprobs, sample
 from reference.engine.scheduler import QueueFull, Round, Scheduler, SchedulerConfig
 from reference.engine.sequence import Sequence, State
 from reference.engine.speculative import (
@@ -35,11 +41,17 @@ from reference.engine.speculative import (
     SpeculativeConfig,
     verify_step,
 )
-from reference.engine.types import EngineFailure, SamplingParams, TokenConstraint, TokenEvent
+from reference.engine.types import EngineFailure, PromptLogprobs, SamplingParams, TokenConstraint, TokenEvent
 
-__all__ = ["Engine", "EngineStats", "QueueFull"]
+__all__ = ["MAX_WORKER_RESTARTS", "Engine", "EngineStats", "EngineUnavailable", "QueueFull"]
 
 log = logging.getLogger("chatref.engine")
+
+MAX_WORKER_RESTARTS = 3  # worker deaths in a row (no sequence finished between) before giving up
+
+
+class EngineUnavailable(RuntimeError):
+    """The worker thread died more often than it may be restarted: reload the model."""
 
 
 @dataclass
@@ -51,6 +63,8 @@ class EngineStats:
     prefix_queries: int = 0  # prompt tokens looked up in the prefix cache
     prefix_hits: int = 0  # of those, tokens reused
     worker_restarts: int = 0  # rounds that failed outside a forward (every sequence in flight failed)
+    worker_deaths: int = 0  # worker threads that died and were replaced
+    worker_alive: bool = True  # False once the deaths in a row passed MAX_WORKER_RESTARTS
 
 
 class Engine:
@@ -67,6 +81,7 @@ class Engine:
         draft_model: Any = None,  # speculative kind "draft": the proposing model
         config: SchedulerConfig | None = None,
         kv_cache_tokens: int | None = None,  # KV budget over all slots; default: a full context each
+        compile: bool = False,  # compile the decode step now (blocks: construct off the event loop)
     ) -> None:
         self.speculative = speculative
         self.draft_model = draft_model
@@ -76,15 +91,40 @@ class Engine:
         slots = self.config.max_running
         per_slot = context_length if kv_cache_tokens is None else max(2, kv_cache_tokens // slots)
         self.context_length = min(context_length, per_slot)  # prompt + output of one sequence
-        self.runner = ModelRunner(model, slots=slots, capacity=self.context_length)
+        self.runner = self._runner(model, slots, compile)
         self.stats = EngineStats()
         self._scheduler = Scheduler(self.config)
         self._cv = threading.Condition()
         self._closed = False
         self._ids = itertools.count()
+        self._deaths_in_a_row = 0
         self.forward_hook: Callable[[Round], None] | None = None  # tests inject faults here
-        self._thread = threading.Thread(target=self._run, name=f"engine-{name}", daemon=True)
-        self._thread.start()
+        self._thread = self._start_worker()
+
+    def _runner(self, model: Any, slots: int, compile: bool) -> ModelRunner:
+        """The model's runner; compiled now when asked and the model allows (else eager, logged)."""
+        reason = compile_unsupported(model) if compile else None
+        if reason is not None:
+            log.warning("%s: not compiling the decode step (%s); decoding eager", self.name, reason)
+        if not compile or reason is not None:
+            return ModelRunner(model, slots=slots, capacity=self.context_length)
+        runner = ModelRunner(model, slots=slots, capacity=self.context_length, compile=True)
+        assert runner.compiled is not None
+        buckets = ", ".join(map(str, runner.compiled.buckets))
+        log.info("%s: compiling the decode step for batch %s (cache %s)", self.name, buckets,
+                 os.environ.get("TORCHINDUCTOR_CACHE_DIR"))  # fmt: skip
+        try:
+            seconds = runner.compiled.warm_up(lambda line: log.info("%s: %s", self.name, line))
+        except Exception:  # no C++ compiler, an inductor bug: serve eager rather than not at all
+            log.exception("%s: compiling the decode step failed; decoding eager", self.name)
+            return ModelRunner(model, slots=slots, capacity=self.context_length)
+        log.info("%s: decode step compiled in %.1f s", self.name, seconds)
+        return runner
+
+    def _start_worker(self) -> threading.Thread:
+        thread = threading.Thread(target=self._run, name=f"engine-{self.name}", daemon=True)
+        thread.start()
+        return thread
 
     # -- the event loop's side ------------------------------------------------------------
 
@@ -100,15 +140,24 @@ class Engine:
         params: list[SamplingParams],
         constraints: Collection[TokenConstraint | None],
     ) -> list[SequenceHandle]:
-        """Queue sequences over one prompt, all or none; call from the event loop.
+        """Queue sequences over one prompt, all or none; see :meth:`submit_all`."""
+        return self.submit_all([prompt_ids] * len(params), params, constraints)
 
-        Raises ``ValueError`` when the prompt does not fit and :class:`QueueFull` past the queue.
+    def submit_all(
+        self,
+        prompts: list[list[int]],
+        params: list[SamplingParams],
+        constraints: Collection[TokenConstraint | None],
+    ) -> list[SequenceHandle]:
+        """Queue sequences, each over its own prompt, all or none; call from the event loop.
+
+        Raises ``ValueError`` when a prompt does not fit and :class:`QueueFull` past the queue.
         """
-        if len(prompt_ids) >= self.context_length:
+        if any(len(prompt_ids) >= self.context_length for prompt_ids in prompts):
             raise ValueError("prompt does not fit the context window")
         loop = asyncio.get_running_loop()
         seqs = []
-        for p, c in zip(params, constraints, strict=True):
+        for prompt_ids, p, c in zip(prompts, params, constraints, strict=True):
             handle = SequenceHandle(loop)
             seq = Sequence(next(self._ids), list(prompt_ids), p, handle, SamplerState(p, self.vocab_size), c,
                            self.context_length, proposer=self._proposer(p, c))  # fmt: skip
@@ -116,6 +165,8 @@ class Engine:
         with self._cv:
             if self._closed:
                 raise RuntimeError("engine is closed")
+            if not self.stats.worker_alive:
+                raise EngineUnavailable(f"the engine's worker died {self.stats.worker_deaths} times")
             self._scheduler.add(seqs)
             self._cv.notify()
         return [s.handle for s in seqs]
@@ -170,6 +221,16 @@ class Engine:
     # -- the worker thread ----------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            if not self._closed:
+                self._worker_died()
+        with self._cv:
+            for seq in [*self._scheduler.waiting, *self._scheduler.running]:
+                self._end(seq)
+
+    def _serve(self) -> None:
         while not self._closed:
             try:
                 self._round()
@@ -177,13 +238,26 @@ class Engine:
                 log.exception("engine round failed; failing every queued and running sequence")
                 with self._cv:
                     self.stats.worker_restarts += 1
-                    doomed = [*self._scheduler.waiting, *self._scheduler.running]
-                for seq in doomed:
-                    seq.handle.post(EngineFailure(f"engine failure: {type(exc).__name__}: {exc}"))
-                    self._end(seq, keep=False)
+                self._fail_in_flight(f"engine failure: {type(exc).__name__}: {exc}")
+
+    def _worker_died(self) -> None:
+        """The thread is ending without a close: fail what it held, then replace it or give up."""
+        log.error("engine worker for %s died; failing every queued and running sequence", self.name)
+        self._fail_in_flight("engine failure: the worker thread stopped")
         with self._cv:
-            for seq in [*self._scheduler.waiting, *self._scheduler.running]:
-                self._end(seq)
+            self.stats.worker_deaths += 1
+            self._deaths_in_a_row += 1
+            if self._deaths_in_a_row > MAX_WORKER_RESTARTS:
+                self.stats.worker_alive = False
+                return
+        self._thread = self._start_worker()
+
+    def _fail_in_flight(self, message: str) -> None:
+        with self._cv:
+            doomed = [*self._scheduler.waiting, *self._scheduler.running]
+        for seq in doomed:
+            seq.handle.post(EngineFailure(message))
+            self._end(seq, keep=False)
 
     def _round(self) -> None:
         with self._cv:
@@ -230,7 +304,14 @@ class Engine:
 
     def _prefill(self, seq: Sequence, n: int) -> None:
         chunk = seq.prompt_ids[seq.computed : seq.computed + n]
-        logits = self.runner.prefill(seq.slot, chunk, seq.computed)  # [vocab]
+        k = seq.params.prompt_logprobs
+        if k is None:
+            logits = self.runner.prefill(seq.slot, chunk, seq.computed)  # [vocab]
+        else:  # every position's logits: position i scores prompt token i + 1
+            rows = self.runner.verify(seq.slot, chunk, seq.computed)  # [n, vocab]
+            targets = seq.prompt_ids[seq.computed + 1 : seq.computed + n + 1]
+            seq.handle.post(PromptLogprobs(seq.computed + 1, prompt_logprobs(rows, targets, k)))
+            logits = rows[-1]
         self._scheduler.slots.extend(seq.slot, chunk)
         seq.computed += n
         if seq.prompt_left == 0:
@@ -273,6 +354,7 @@ class Engine:
             seq.handle.post(TokenEvent(token, logprob, top, finish))
             if finish is not None:
                 self._end(seq)
+                self._deaths_in_a_row = 0  # the worker completes work again
                 return
 
     def _end(self, seq: Sequence, *, keep: bool = True) -> None:

@@ -11,7 +11,7 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable
 
-from reference.engine.types import EngineFailure, TokenEvent
+from reference.engine.types import EngineFailure, PromptLogprobs, TokenEvent
 
 __all__ = ["SequenceHandle"]
 
@@ -35,7 +35,7 @@ class SequenceHandle:
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
-    def post(self, item: TokenEvent | EngineFailure) -> None:
+    def post(self, item: TokenEvent | PromptLogprobs | EngineFailure) -> None:
         self._put(item)
 
     def on_close(self, callback: Callable[[], None]) -> None:
@@ -64,10 +64,10 @@ class SequenceHandle:
         except RuntimeError:  # the loop is gone (shutdown): nobody is listening any more
             self._cancelled.set()
 
-    async def __aiter__(self) -> AsyncIterator[TokenEvent | EngineFailure]:
+    async def __aiter__(self) -> AsyncIterator[TokenEvent | PromptLogprobs | EngineFailure]:
         while True:
             item = await self._queue.get()
             if item is _DONE:
                 return
-            assert isinstance(item, TokenEvent | EngineFailure)
+            assert isinstance(item, TokenEvent | PromptLogprobs | EngineFailure)
             yield item

@@ -62,6 +62,15 @@ class SlotKV(Cache):
                     store[i] = grown
         self.capacity = new
 
+    def allocate(self, kv_heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Allocate every layer's buffers now (the compiled decode step needs them before a forward)."""
+        for store in (self.keys, self.values):
+            for i, buf in enumerate(store):
+                if buf is None:
+                    store[i] = torch.zeros(
+                        self.num_slots, kv_heads, self.capacity, head_dim, dtype=dtype, device=device
+                    )
+
     def copy(self, src: int, dst: int, length: int) -> None:
         """Copy the first ``length`` positions of slot ``src`` into slot ``dst`` (a shared prefix)."""
         for store in (self.keys, self.values):

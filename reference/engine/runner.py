@@ -1,11 +1,14 @@
 """The forwards of one model over its slot KV memory: prefill chunks, batched decode, verify.
 
 Owns the model and its :class:`~reference.engine.kv.SlotKV`, and is the only engine code that
-touches torch besides sampling. Every forward passes explicit per-row ``position_ids`` and a 4-D
-attention mask, so rows at different lengths share one forward: ``decode`` reads the weights
-once for every decoding sequence, which is where batching gains on a memory-bound decode.
+runs the served model (a draft model's forwards are :mod:`reference.engine.steps`'). Every
+forward passes explicit per-row ``position_ids`` and a 4-D attention mask, so rows at different
+lengths share one forward: ``decode`` reads the weights once for every decoding sequence, which
+is where batching gains on a memory-bound decode.
 Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it sees slots,
-token ids and positions, and returns logits.
+token ids and positions, and returns logits. With ``compile=True`` decode goes through
+:class:`~reference.engine.compiled.CompiledDecoder` (the KV memory then has one extra scratch slot
+for padded rows); prefill and verify stay eager.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import torch
 
+from reference.engine.compiled import CompiledDecoder
 from reference.engine.kv import ForwardPlan, SlotKV
 from reference.engine.steps import cache_keyword
 
@@ -21,13 +25,24 @@ __all__ = ["ModelRunner"]
 
 
 class ModelRunner:
-    def __init__(self, model: Any, *, slots: int, capacity: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        slots: int,
+        capacity: int,
+        compile: bool = False,
+        buckets: tuple[int, ...] | None = None,  # compiled batch sizes; default 1, 2, 4, ... slots
+    ) -> None:
         self.model = model
         self.device = model.device
         self.slots = slots
         self.capacity = capacity  # positions per slot: a sequence's prompt + output
         layers = int(model.config.get_text_config().num_hidden_layers)
-        self.kv = SlotKV(layers, slots, capacity)
+        self.kv = SlotKV(layers, slots + 1 if compile else slots, capacity)
+        self.compiled: CompiledDecoder | None = None
+        if compile:
+            self.compiled = CompiledDecoder(model, self.kv, slots=slots, capacity=capacity, buckets=buckets)
         self._cache_kw = cache_keyword(model)
         # sdpa takes a boolean mask; eager attention adds the mask to its scores
         self._bool_mask = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
@@ -46,6 +61,8 @@ class ModelRunner:
     @torch.inference_mode()
     def decode(self, slots: list[int], token_ids: list[int], positions: list[int]) -> torch.Tensor:
         """One token for each row at its own position, in one forward; returns logits [B, vocab]."""
+        if self.compiled is not None:
+            return self.compiled.decode(slots, token_ids, positions)
         rows = torch.tensor(slots, dtype=torch.long, device=self.device)  # [B]
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)[:, None]  # [B, 1]
         kv_len = max(positions) + 1

@@ -10,7 +10,7 @@ import torch
 
 from reference.engine.types import SamplingParams
 
-__all__ = ["SamplerState", "sample"]
+__all__ = ["SamplerState", "prompt_logprobs", "sample"]
 
 
 class SamplerState:
@@ -83,3 +83,20 @@ def sample(
         values, ids = torch.topk(logprobs, p.top_logprobs)
         top = tuple((int(i), float(v)) for i, v in zip(ids, values, strict=True))
     return token, float(logprobs[token]), top
+
+
+def prompt_logprobs(
+    logits: torch.Tensor, targets: list[int], k: int
+) -> tuple[tuple[int, float, tuple[tuple[int, float], ...]], ...]:
+    """How the model scored each of ``targets``: ``logits[i]`` [T, vocab] predicts ``targets[i]``.
+
+    The raw distribution (no penalties, bias or temperature): what the prompt alone says.
+    """
+    logprobs = torch.log_softmax(logits[: len(targets)].float(), dim=-1)  # [T, vocab]
+    ids = torch.tensor(targets, dtype=torch.long, device=logprobs.device)
+    chosen = logprobs.gather(1, ids[:, None])[:, 0].tolist()  # [T]
+    tops: list[tuple[tuple[int, float], ...]] = [()] * len(targets)
+    if k > 0:
+        values, top_ids = torch.topk(logprobs, k, dim=-1)  # [T, k]
+        tops = [tuple(zip(i, v, strict=True)) for i, v in zip(top_ids.tolist(), values.tolist(), strict=True)]
+    return tuple((t, float(lp), top) for t, lp, top in zip(targets, chosen, tops, strict=True))

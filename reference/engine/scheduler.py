@@ -30,7 +30,10 @@ class QueueFull(Exception):
 class SchedulerConfig:
     max_running: int = 8  # sequences with a KV slot at once (the slot count)
     max_waiting: int = 64  # sequences queued for a slot; past this, QueueFull
-    max_prefill_tokens: int = 256  # prompt tokens computed per round, over all prefills
+    # Prompt tokens computed per round, over all prefills, while other sequences decode: a chunk
+    # costs the decoders its compute time, so it is small (measured: python -m perf.interference).
+    max_prefill_tokens: int = 64
+    idle_prefill_tokens: int = 1024  # the same when nothing decodes: nobody waits on the chunk
     prefix_cache: bool = True
 
 
@@ -84,7 +87,10 @@ class Scheduler:
     def schedule(self) -> Round:
         plan = Round()
         self._admit(plan)
+        decoding = any(seq.state is State.DECODE for seq in self.running)
         budget = self.config.max_prefill_tokens
+        if not decoding:
+            budget = max(budget, self.config.idle_prefill_tokens)
         for seq in self.running:
             if seq.state is State.PREFILL and budget > 0:
                 n = min(seq.prompt_left, budget)
@@ -100,7 +106,9 @@ class Scheduler:
                 return
             if self._worth_waiting(seq):
                 continue
-            assignment = self.slots.assign(seq.id, seq.prompt_ids)
+            # a prompt to be scored is computed in full: reused positions come without logits
+            scored = seq.params.prompt_logprobs is not None
+            assignment = self.slots.assign(seq.id, [] if scored else seq.prompt_ids)
             assert assignment is not None  # a slot is free
             self.waiting.remove(seq)
             seq.slot, seq.computed, seq.cached = assignment.slot, assignment.reused, assignment.reused
@@ -110,7 +118,7 @@ class Scheduler:
 
     def _worth_waiting(self, seq: Sequence) -> bool:
         """True when a prefill in progress will soon hold much more of this prompt than any slot does."""
-        if not self.config.prefix_cache:
+        if not self.config.prefix_cache or seq.params.prompt_logprobs is not None:
             return False
         _, stored = self.slots.best_match(seq.prompt_ids)
         cap = len(seq.prompt_ids) - 1

@@ -8,7 +8,14 @@ from typing import Literal, Protocol
 
 import torch
 
-__all__ = ["EngineFailure", "FinishReason", "SamplingParams", "TokenConstraint", "TokenEvent"]
+__all__ = [
+    "EngineFailure",
+    "FinishReason",
+    "PromptLogprobs",
+    "SamplingParams",
+    "TokenConstraint",
+    "TokenEvent",
+]
 
 FinishReason = Literal["stop", "length"]
 
@@ -24,6 +31,9 @@ class SamplingParams:
     logit_bias: Mapping[int, float] = field(default_factory=dict)
     top_logprobs: int | None = None  # None: no logprobs; 0..20: the chosen token plus that many
     stop_token_ids: frozenset[int] = frozenset()
+    # None: none; 0..20: each prompt token's logprob (from the first on) plus that many alternatives.
+    # Such a prompt is computed in full: reused keys/values would come without their logits.
+    prompt_logprobs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,18 @@ class TokenEvent:
     logprob: float | None = None
     top_logprobs: tuple[tuple[int, float], ...] = ()
     finish_reason: FinishReason | None = None  # set on the last token of a sequence
+
+
+@dataclass(frozen=True)
+class PromptLogprobs:
+    """Sent before the first token when ``prompt_logprobs`` is set, once per prefilled chunk.
+
+    ``entries[i]`` scores prompt token ``start + i`` (``start`` >= 1: the first token has no
+    context to be scored in): (token id, logprob, top alternatives).
+    """
+
+    start: int
+    entries: tuple[tuple[int, float, tuple[tuple[int, float], ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -49,7 +71,3 @@ class TokenConstraint(Protocol):
         ...
 
     def accept(self, token_id: int) -> None: ...
-
-    def is_finished(self) -> bool:
-        """True once the constraint is complete and only a stop token may follow."""
-        ...

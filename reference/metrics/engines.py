@@ -5,15 +5,14 @@ import, so building several apps in one process never registers a name twice). E
 its model registry while it runs; every scrape reads the engines of the models loaded right then,
 so an unloaded model's series simply disappear.
 
-Reads engines only through attributes, with ``getattr`` and a fallback, so it keeps working
-while the engine grows them (the continuous-batching engine is to provide them all):
+Reads each engine's public figures:
 
-- ``num_running`` (fallback: ``live``, queued and generating together) and ``num_waiting``
-  (fallback: 0) for ``chatref:num_requests_running`` / ``chatref:num_requests_waiting``;
-- ``kv_usage`` (0..1) for ``chatref:kv_cache_usage_perc``, emitted only when present;
+- ``num_running`` and ``num_waiting`` for ``chatref:num_requests_running`` /
+  ``chatref:num_requests_waiting``;
+- ``kv_usage`` (0..1) for ``chatref:kv_cache_usage_perc``;
 - ``prefix_cache_queries`` / ``prefix_cache_hits`` (token counts) for
-  ``chatref:prefix_cache_queries_total`` / ``chatref:prefix_cache_hits_total``, emitted only when
-  present. They restart from zero with a reloaded model, which ``rate()`` treats as a counter reset.
+  ``chatref:prefix_cache_queries_total`` / ``chatref:prefix_cache_hits_total``. They restart from
+  zero with a reloaded model, which ``rate()`` treats as a counter reset.
 
 Knows nothing of HTTP or requests.
 """
@@ -38,29 +37,20 @@ _LABELS = ("model_name",)
 _GAUGES = {
     "num_requests_running": "Sequences the engine is generating for, per loaded model.",
     "num_requests_waiting": "Sequences queued in the engine and not generating yet, per loaded model.",
-    "kv_cache_usage_perc": "Fraction of the engine's KV cache in use, 0..1 (once the engine reports it).",
+    "kv_cache_usage_perc": "Fraction of the engine's KV cache in use, 0..1.",
 }
 _COUNTERS = {
-    "prefix_cache_queries": "Prompt tokens looked up in the prefix cache (once the engine reports it).",
-    "prefix_cache_hits": "Prompt tokens found in the prefix cache (once the engine reports it).",
+    "prefix_cache_queries": "Prompt tokens looked up in the prefix cache.",
+    "prefix_cache_hits": "Prompt tokens found in the prefix cache.",
 }
 # metric -> (engine attribute, how two engines serving the same model name combine)
 _SOURCES: dict[str, tuple[str, Callable[[list[float]], float]]] = {
+    "num_requests_running": ("num_running", sum),
     "num_requests_waiting": ("num_waiting", sum),
     "kv_cache_usage_perc": ("kv_usage", max),
     "prefix_cache_queries": ("prefix_cache_queries", sum),
     "prefix_cache_hits": ("prefix_cache_hits", sum),
 }
-_OPTIONAL = ("kv_cache_usage_perc", *_COUNTERS)
-
-
-def _running(engine: Any) -> float:
-    running = getattr(engine, "num_running", None)
-    return float(engine.live if running is None else running)
-
-
-def _waiting(engine: Any) -> float:
-    return float(getattr(engine, "num_waiting", 0))
 
 
 class EngineCollector(Collector):
@@ -97,19 +87,15 @@ class EngineCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         values: dict[str, dict[str, list[float]]] = {name: {} for name in (*_GAUGES, *_COUNTERS)}
         for model, engine in self._engines():
-            values["num_requests_running"].setdefault(model, []).append(_running(engine))
-            values["num_requests_waiting"].setdefault(model, []).append(_waiting(engine))
-            for name in _OPTIONAL:
-                value = getattr(engine, _SOURCES[name][0], None)
-                if isinstance(value, int | float):  # absent until the engine has it: no series
-                    values[name].setdefault(model, []).append(float(value))
+            for name, (attribute, _) in _SOURCES.items():
+                values[name].setdefault(model, []).append(float(getattr(engine, attribute)))
         families = self._families()
         for name, per_model in values.items():
-            combine = _SOURCES.get(name, ("", sum))[1]
+            combine = _SOURCES[name][1]
             for model, found in sorted(per_model.items()):
                 families[name].add_metric([model], combine(found))
-        # The request gauges are always listed; the optional families only once an engine has them.
-        return [f for name, f in families.items() if name not in _OPTIONAL or f.samples]
+        # The request gauges are always listed; the cache families once a model is loaded.
+        return [f for name, f in families.items() if name.startswith("num_requests") or f.samples]
 
 
 ENGINES = EngineCollector()

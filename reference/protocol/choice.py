@@ -1,4 +1,5 @@
-"""One choice's token events folded into text deltas: detokenize, stop strings, logprobs.
+"""One choice's token events folded into text deltas: detokenize, stop strings, logprobs,
+then the thinking split off (a reasoning parser) and tool calls parsed from the rest.
 
 Both the streaming and the JSON response are built from these deltas, so the two modes can
 not disagree about text, finish reason or token counts.
@@ -12,9 +13,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference.engine import EngineFailure, SequenceHandle, TokenEvent
+from reference.engine import EngineFailure, PromptLogprobs, SequenceHandle
 from reference.errors import GenerationError
 from reference.protocol.detokenize import IncrementalDetokenizer, token_text
+from reference.protocol.reasoning import ReasoningParser
 from reference.protocol.stops import StopMatcher
 from reference.protocol.tools.parser import ArgsDelta, CallStart, Content, ToolCallParser, ToolEvent
 from reference.schemas import TokenLogprob, ToolCallDelta, TopLogprob
@@ -32,6 +34,9 @@ class ChoiceDelta:
     finish_reason: str | None = None
     tokens: int = 0  # completion tokens this delta accounts for
     tool_calls: list[ToolCallDelta] = field(default_factory=list)
+    # prompt tokens 1.. scored, when the request asked for them; on a choice's first delta only
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
+    reasoning: str = ""  # thinking text, apart from the answer in ``text``
 
 
 def _split(index: int, events: list[ToolEvent], call_ids: list[str]) -> tuple[str, list[ToolCallDelta]]:
@@ -51,14 +56,16 @@ def _split(index: int, events: list[ToolEvent], call_ids: list[str]) -> tuple[st
     return text, calls
 
 
-def _entry(tokenizer: Any, ev: TokenEvent) -> TokenLogprob:
+def _entry(
+    tokenizer: Any, token_id: int, logprob: float | None, top: tuple[tuple[int, float], ...]
+) -> TokenLogprob:
     def item(token_id: int, logprob: float) -> tuple[str, float, list[int]]:
         text = token_text(tokenizer, token_id)
         return text, max(logprob, _FLOOR), list(text.encode("utf-8"))
 
-    token, logprob, raw = item(ev.token_id, ev.logprob if ev.logprob is not None else 0.0)
-    tops = [TopLogprob(*item(t, lp)) for t, lp in ev.top_logprobs]
-    return TokenLogprob(token, logprob, raw, tops)
+    token, value, raw = item(token_id, logprob if logprob is not None else 0.0)
+    tops = [TopLogprob(*item(t, lp)) for t, lp in top]
+    return TokenLogprob(token, value, raw, tops)
 
 
 async def run_choice(
@@ -69,31 +76,42 @@ async def run_choice(
     stop_token_ids: frozenset[int],
     logprobs: bool,
     tools: ToolCallParser | None = None,
+    reasoning: ReasoningParser | None = None,
 ) -> AsyncIterator[ChoiceDelta]:
     detok = IncrementalDetokenizer(tokenizer)
     matcher = StopMatcher(stops)
     pending: list[TokenLogprob] = []
+    scored: list[TokenLogprob] = []  # prompt logprobs, held for the first delta
     call_ids: list[str] = []
     counted = 0
 
     def delta(text: str, finish: str | None) -> ChoiceDelta:
+        thought = ""
+        if reasoning is not None:  # stop strings apply to the whole output, as with vLLM
+            thought, text = reasoning.feed(text)
+            if finish is not None:
+                more, rest = reasoning.finish()
+                thought, text = thought + more, text + rest
         calls: list[ToolCallDelta] = []
         if tools is not None:
             events = tools.feed(text) + (tools.finish() if finish is not None else [])
             text, calls = _split(index, events, call_ids)
             if finish == "stop" and tools.calls:
                 finish = "tool_calls"
-        return ChoiceDelta(index, text, pending, finish, counted, calls)
+        return ChoiceDelta(index, text, pending, finish, counted, calls, list(scored), thought)
 
     try:
         async for ev in handle:
             if isinstance(ev, EngineFailure):
                 raise GenerationError(ev.message)
+            if isinstance(ev, PromptLogprobs):
+                scored.extend(_entry(tokenizer, t, lp, top) for t, lp, top in ev.entries)
+                continue
             counted += 1
             is_stop_token = ev.finish_reason == "stop" and ev.token_id in stop_token_ids
             piece = "" if is_stop_token else detok.push(ev.token_id)
             if logprobs and not is_stop_token:
-                pending.append(_entry(tokenizer, ev))
+                pending.append(_entry(tokenizer, ev.token_id, ev.logprob, ev.top_logprobs))
             if ev.finish_reason is not None:
                 piece += detok.flush()
             released = matcher.push(piece)
@@ -105,9 +123,10 @@ async def run_choice(
                 return
             if released:
                 out = delta(released, None)
-                if out.text or out.tool_calls or not tools:
+                if out.text or out.tool_calls or out.reasoning:  # else a parser holds it back
                     yield out
                     pending, counted = [], 0
+                    scored.clear()
     finally:
         handle.cancel()  # a stop string, an error or a gone client: the engine drops it next step
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["IncrementalDetokenizer", "token_text"]
+__all__ = ["IncrementalDetokenizer", "ids_text", "token_text"]
 
 
 def _decode(tokenizer: Any, ids: list[int]) -> str:
@@ -18,6 +18,11 @@ def _decode(tokenizer: Any, ids: list[int]) -> str:
 
 def token_text(tokenizer: Any, token_id: int) -> str:
     return _decode(tokenizer, [token_id])
+
+
+def ids_text(tokenizer: Any, ids: list[int]) -> str:
+    """The text of ``ids`` as generated text is decoded (special tokens dropped)."""
+    return _decode(tokenizer, ids)
 
 
 class IncrementalDetokenizer:

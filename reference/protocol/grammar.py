@@ -18,7 +18,7 @@ import torch
 
 from reference.protocol.tools.formats import ToolFormat
 
-__all__ = ["GrammarConstraint", "GrammarError", "Grammars", "json_grammar", "tool_grammar"]
+__all__ = ["GrammarConstraint", "GrammarError", "Grammars", "json_grammar", "tool_grammar", "with_reasoning"]
 
 log = logging.getLogger("chatref.grammar")
 
@@ -82,6 +82,23 @@ def tool_grammar(fmt: ToolFormat, tools: list[dict[str, Any]], *, mode: str, par
     )
 
 
+def with_reasoning(lark: str, open_tag: str, close_tag: str, *, opened: bool) -> str:
+    """``lark`` for the answer after a free thinking block: text up to the first closing tag (a
+    lazy lexeme, so it ends there), a little whitespace (bounded: a small model would rather
+    pad with newlines than start a JSON object), then the answer. ``opened``: the prompt already
+    opened the block, so the output starts inside it; otherwise the block is optional."""
+    assert lark.startswith("start:"), "every grammar built here starts with its start rule"
+    answer = "answer:" + lark.removeprefix("start:")
+    if opened:
+        head = ["start: think GAP? answer", f"think[lazy]: /(.|\\n)*{_re(close_tag)}/"]
+    else:
+        head = [
+            "start: (think GAP?)? answer",
+            f"think[lazy]: /[ \\n]*{_re(open_tag)}(.|\\n)*{_re(close_tag)}/",
+        ]
+    return "\n".join([*head, "GAP: /[ \\n]{1,4}/", answer])
+
+
 def _lit(text: str) -> str:
     return json.dumps(text) if text else ""
 
@@ -93,9 +110,8 @@ def _re(text: str) -> str:
 class GrammarConstraint:
     """One sequence's matcher, speaking the engine's ``TokenConstraint`` protocol."""
 
-    def __init__(self, matcher: Any, vocab_size: int) -> None:
+    def __init__(self, matcher: Any) -> None:
         self._matcher = matcher
-        self._vocab = vocab_size
         self.failed = False
 
     def allowed_mask(self, vocab_size: int) -> torch.Tensor | None:
@@ -111,9 +127,6 @@ class GrammarConstraint:
         if not self.failed and not self._matcher.consume_token(token_id):
             self.failed = True
             log.warning("grammar rejected token %d: %s", token_id, self._matcher.get_error())
-
-    def is_finished(self) -> bool:
-        return bool(self._matcher.is_stopped())
 
 
 class Grammars:
@@ -152,4 +165,4 @@ class Grammars:
                 while len(self._cache) > 64:
                     self._cache.popitem(last=False)
             self._cache.move_to_end(lark)
-            return GrammarConstraint(template.deep_copy(), self._vocab)
+            return GrammarConstraint(template.deep_copy())

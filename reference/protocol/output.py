@@ -7,16 +7,18 @@ engine must follow, and whether generated text is parsed for tool calls.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from reference.errors import InvalidRequest
-from reference.protocol.grammar import json_grammar, tool_grammar
+from reference.protocol.grammar import json_grammar, tool_grammar, with_reasoning
+from reference.protocol.reasoning import ReasoningMode
 from reference.protocol.tools.formats import ToolFormat
 from reference.schemas import ChatCompletionRequest, Tool
 
-__all__ = ["OutputPlan", "plan_output"]
+__all__ = ["OutputPlan", "plan_output", "with_reasoning_mode"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -28,6 +30,17 @@ class OutputPlan:
     tool_format: ToolFormat | None  # parse generated text for calls in this format
     parallel: bool = True
     grammar_param: str | None = None  # the request field a grammar error is reported against
+    reasoning: ReasoningMode | None = None  # thinking split off first; tools and grammar see the rest
+
+
+def with_reasoning_mode(plan: OutputPlan, mode: ReasoningMode | None) -> OutputPlan:
+    """``plan`` for a model that thinks first: its grammar (if any) starts after the thoughts."""
+    if mode is None:
+        return plan
+    grammar = plan.grammar
+    if grammar is not None:
+        grammar = with_reasoning(grammar, mode.tags.open, mode.tags.close, opened=mode.opened)
+    return dataclasses.replace(plan, grammar=grammar, reasoning=mode)
 
 
 def _function(tool: Tool, index: int) -> dict[str, Any]:

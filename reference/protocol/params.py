@@ -7,11 +7,12 @@ of a stream is sent, so each rejection is a clean 4xx envelope.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, get_args
 
 from reference.engine import SamplingParams
 from reference.errors import ContextLengthExceeded, InvalidRequest, Unsupported
-from reference.schemas import ChatCompletionRequest
+from reference.schemas import ChatCompletionRequest, ReasoningEffort
 
 __all__ = ["RequestPlan", "check_request", "sampling_params"]
 
@@ -23,6 +24,45 @@ class RequestPlan:
     include_usage: bool
     stops: list[str]
     logprobs: bool
+    template_kwargs: dict[str, Any] = field(default_factory=dict)  # variables for the chat template
+
+
+# apply_chat_template's own arguments: a template variable of these names would change how the
+# prompt is built (or replace the template), not what it says
+_RESERVED = frozenset(
+    {
+        "messages", "conversation", "tools", "documents", "chat_template", "add_generation_prompt",
+        "continue_final_message", "tokenize", "padding", "truncation", "max_length", "return_tensors",
+        "return_dict", "return_assistant_tokens_mask", "tokenizer_kwargs", "processor_kwargs",
+    }
+)  # fmt: skip
+_SWITCHES = ("enable_thinking", "thinking")  # Qwen3's and DeepSeek-V3.1's on/off variables
+
+
+def _template_kwargs(req: ChatCompletionRequest) -> dict[str, Any]:
+    """``reasoning_effort`` and ``chat_template_kwargs`` as template variables (the latter win);
+    the template uses those it knows and ignores the rest."""
+    extra = req.chat_template_kwargs or {}
+    taken = sorted(_RESERVED.intersection(extra))
+    if taken:
+        raise InvalidRequest(
+            f"chat_template_kwargs may not set {', '.join(taken)}: the server sets it",
+            param="chat_template_kwargs",
+        )
+    for key in _SWITCHES:
+        if key in extra and not isinstance(extra[key], bool):
+            raise InvalidRequest(
+                f"chat_template_kwargs.{key} must be true or false, got {extra[key]!r}",
+                param=f"chat_template_kwargs.{key}",
+            )
+    effort = extra.get("reasoning_effort", req.reasoning_effort)
+    if effort is not None and effort not in get_args(ReasoningEffort):
+        raise InvalidRequest(
+            f"chat_template_kwargs.reasoning_effort must be one of {', '.join(get_args(ReasoningEffort))}",
+            param="chat_template_kwargs.reasoning_effort",
+        )
+    base = {"reasoning_effort": req.reasoning_effort} if req.reasoning_effort is not None else {}
+    return {**base, **extra}
 
 
 def check_request(req: ChatCompletionRequest) -> RequestPlan:
@@ -43,7 +83,9 @@ def check_request(req: ChatCompletionRequest) -> RequestPlan:
         raise Unsupported("predicted outputs are not supported", param="prediction")
     stops = [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
     include_usage = bool(req.stream_options and req.stream_options.include_usage)
-    return RequestPlan(req.n or 1, bool(req.stream), include_usage, stops, bool(req.logprobs))
+    return RequestPlan(
+        req.n or 1, bool(req.stream), include_usage, stops, bool(req.logprobs), _template_kwargs(req)
+    )
 
 
 def sampling_params(
@@ -54,6 +96,7 @@ def sampling_params(
     stop_token_ids: frozenset[int],
     vocab_size: int,
     defaults: Mapping[str, float] | None = None,
+    prompt_param: str = "messages",
 ) -> SamplingParams:
     defaults = defaults or {}  # the model's own generation defaults, where it sets any
     room = context_length - prompt_tokens
@@ -63,8 +106,8 @@ def sampling_params(
         asked = f" and {requested} completion tokens" if requested is not None else ""
         raise ContextLengthExceeded(
             f"This model's maximum context length is {context_length} tokens. However, you requested "
-            f"{prompt_tokens} prompt tokens{asked}. Shorten the messages or lower `{param}`.",
-            param="messages" if room < 1 or requested is None else param,
+            f"{prompt_tokens} prompt tokens{asked}. Shorten the {prompt_param} or lower `{param}`.",
+            param=prompt_param if room < 1 or requested is None else param,
         )
     bias: dict[int, float] = {}
     for key, value in (req.logit_bias or {}).items():

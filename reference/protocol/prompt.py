@@ -1,10 +1,15 @@
-"""Chat messages to prompt token ids through the model's own chat template."""
+"""Chat messages to prompt token ids through the model's own chat template.
+
+Also the cheap size check that runs before the template: a prompt whose text alone is
+certain to overflow the context is refused without being rendered or tokenized.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from reference.errors import InvalidRequest, Unsupported
+from reference.errors import ContextLengthExceeded, InvalidRequest, Unsupported
 from reference.protocol.tools.fallback import template_supports_tools, with_tools_in_prompt
 from reference.schemas import (
     AssistantMessage,
@@ -20,7 +25,7 @@ from reference.schemas import (
     UserMessage,
 )
 
-__all__ = ["render_prompt", "to_template_messages"]
+__all__ = ["check_prompt_size", "render_prompt", "to_template_messages"]
 
 
 def _text(content: object, index: int) -> str:
@@ -55,6 +60,9 @@ def to_template_messages(messages: list[Message]) -> list[dict[str, Any]]:
             out.append({"role": "user", "content": _text(m.content, i)})
         elif isinstance(m, AssistantMessage):
             msg: dict[str, Any] = {"role": "assistant", "content": _text(m.content, i)}
+            thought = m.reasoning_content if m.reasoning_content is not None else m.reasoning
+            if thought:  # templates that keep past thinking (Qwen3's) read this name
+                msg["reasoning_content"] = thought
             if m.tool_calls:
                 msg["tool_calls"] = [
                     {
@@ -71,11 +79,17 @@ def to_template_messages(messages: list[Message]) -> list[dict[str, Any]]:
 
 
 def render_prompt(
-    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    tokenizer: Any,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]] | None = None,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> list[int]:
+    """Prompt ids; ``template_kwargs`` (``enable_thinking``, ``reasoning_effort``, …) become
+    variables of the template, which uses the ones it knows and ignores the rest."""
     if getattr(tokenizer, "chat_template", None) is None:
         raise InvalidRequest("this model has no chat template", param="model", code="no_chat_template")
-    kwargs: dict[str, Any] = {"add_generation_prompt": True, "tokenize": True, "return_dict": False}
+    kwargs: dict[str, Any] = {**(template_kwargs or {})}
+    kwargs.update(add_generation_prompt=True, tokenize=True, return_dict=False)
     if template_supports_tools(tokenizer):
         if tools:
             kwargs["tools"] = tools
@@ -88,3 +102,24 @@ def render_prompt(
     if hasattr(ids, "keys"):
         ids = ids["input_ids"]
     return [int(i) for i in ids]
+
+
+def check_prompt_size(
+    messages: list[dict[str, Any]], chars_per_token: int, context_length: int, *, param: str = "messages"
+) -> None:
+    """Refuse a prompt that cannot fit, before the template renders and tokenizes all of it.
+
+    ``chars_per_token`` is the most text characters one vocabulary entry stands for (at most its
+    own length: byte-level BPE spells each byte as one character and a text character is at
+    least one byte; SentencePiece spells the space as one; special tokens are their own text),
+    so ``characters / chars_per_token`` is a true lower bound on the prompt's tokens. Tokenizing
+    a prompt many times the context costs CPU and a memory peak the allocator keeps.
+    """
+    chars = sum(len(m["content"]) for m in messages if isinstance(m.get("content"), str))
+    at_least = -(-chars // max(chars_per_token, 1))
+    if at_least > context_length:
+        raise ContextLengthExceeded(
+            f"This model's maximum context length is {context_length} tokens. However, the {param} "
+            f"need at least {at_least} tokens. Shorten the {param}.",
+            param=param,
+        )

@@ -24,7 +24,7 @@ from reference.schemas import (
     encode,
 )
 
-__all__ = ["CompletionMeta", "collect", "sse_events"]
+__all__ = ["CompletionMeta", "chunks", "collect", "sse_events"]
 
 
 @dataclass(frozen=True)
@@ -48,34 +48,46 @@ def _sse(payload: bytes) -> bytes:
     return b"data: " + payload + b"\n\n"
 
 
-async def sse_events(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> AsyncIterator[bytes]:
-    """The whole event stream, ``[DONE]`` included; an error mid-stream becomes an error event."""
+async def chunks(
+    meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]
+) -> AsyncIterator[ChatCompletionChunk]:
+    """The stream's chunk objects: role, reasoning, content and tool-call deltas, finish reasons, usage.
 
-    def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> bytes:
+    A failure of the generation propagates as its :class:`APIError`.
+    """
+
+    def chunk(choices: list[ChunkChoice], usage: Usage | None = None) -> ChatCompletionChunk:
         c = ChatCompletionChunk(meta.id, meta.created, meta.model, choices)
         if usage is not None:
             c.usage = usage
-        return _sse(encode(c))
+        return c
 
     for i in range(meta.n):
         yield chunk([ChunkChoice(i, Delta(role="assistant", content=""))])
     completion_tokens = 0
-    try:
-        async for d in deltas:
-            completion_tokens += d.tokens
-            lp = Logprobs(d.logprobs) if meta.logprobs else None
-            if d.text or d.logprobs or d.tool_calls:
-                content = d.text if d.text or not d.tool_calls else None
-                delta = Delta(content=content, tool_calls=d.tool_calls or None)
-                yield chunk([ChunkChoice(d.index, delta, None, lp)])
-            if d.finish_reason is not None:
-                yield chunk([ChunkChoice(d.index, Delta(), d.finish_reason)])
-    except APIError as exc:
-        yield _sse(encode(exc.envelope()))
-        yield b"data: [DONE]\n\n"
-        return
+    async for d in deltas:
+        completion_tokens += d.tokens
+        lp = Logprobs(d.logprobs) if meta.logprobs else None
+        if d.text or d.logprobs or d.tool_calls or d.reasoning:
+            content = d.text if d.text or not (d.tool_calls or d.reasoning) else None
+            thought = d.reasoning or None
+            delta = Delta(
+                content=content, reasoning_content=thought, reasoning=thought, tool_calls=d.tool_calls or None
+            )
+            yield chunk([ChunkChoice(d.index, delta, None, lp)])
+        if d.finish_reason is not None:
+            yield chunk([ChunkChoice(d.index, Delta(), d.finish_reason)])
     if meta.include_usage:
         yield chunk([], meta.usage(completion_tokens))
+
+
+async def sse_events(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> AsyncIterator[bytes]:
+    """The whole event stream, ``[DONE]`` included; an error mid-stream becomes an error event."""
+    try:
+        async for c in chunks(meta, deltas):
+            yield _sse(encode(c))
+    except APIError as exc:
+        yield _sse(encode(exc.envelope()))
     yield b"data: [DONE]\n\n"
 
 
@@ -86,11 +98,13 @@ def _fold_call(calls: dict[int, ToolCall], delta: ToolCallDelta) -> None:
     calls[delta.index].function.arguments += fn.get("arguments", "")
 
 
-def _message(text: str, calls: dict[int, ToolCall]) -> ChatMessage:
-    if not calls:
-        return ChatMessage(text)
-    # OpenAI sends null content next to tool calls unless the model also wrote text
-    return ChatMessage(text if text.strip() else None, tool_calls=[calls[i] for i in sorted(calls)])
+def _message(text: str, calls: dict[int, ToolCall], reasoning: str) -> ChatMessage:
+    message = ChatMessage(text)
+    if calls:  # OpenAI sends null content next to tool calls unless the model also wrote text
+        message = ChatMessage(text if text.strip() else None, tool_calls=[calls[i] for i in sorted(calls)])
+    if reasoning:  # only a model served with a reasoning parser has any
+        message.reasoning_content = message.reasoning = reasoning
+    return message
 
 
 async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> ChatCompletion:
@@ -98,9 +112,11 @@ async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> C
     logprobs: list[list[TokenLogprob]] = [[] for _ in range(meta.n)]
     finish: list[str | None] = [None] * meta.n
     calls: list[dict[int, ToolCall]] = [{} for _ in range(meta.n)]
+    thoughts = [""] * meta.n
     completion_tokens = 0
     async for d in deltas:
         texts[d.index] += d.text
+        thoughts[d.index] += d.reasoning
         for c in d.tool_calls:
             _fold_call(calls[d.index], c)
         logprobs[d.index].extend(d.logprobs)
@@ -111,7 +127,10 @@ async def collect(meta: CompletionMeta, deltas: AsyncIterator[ChoiceDelta]) -> C
         raise GenerationError("generation ended without a finish reason")
     choices = [
         Choice(
-            i, _message(texts[i], calls[i]), str(finish[i]), Logprobs(logprobs[i]) if meta.logprobs else None
+            i,
+            _message(texts[i], calls[i], thoughts[i]),
+            str(finish[i]),
+            Logprobs(logprobs[i]) if meta.logprobs else None,
         )
         for i in range(meta.n)
     ]

@@ -38,6 +38,7 @@ def _mode(source: ModelSource, registry: Registry) -> dict[str, Any]:
         "attn": mode.attn_implementation or "default",
         "quantization": mode.quantization,
         "speculative": f"draft:{spec.draft}" if spec.kind == "draft" else spec.kind,
+        "compile": source.compile,
     }
     served = registry.served(source.id)
     if spec.kind != "none" and served is not None:
@@ -73,4 +74,7 @@ async def get_model(model_id: str, registry: Registry) -> ServableModel:
 async def health(registry: Registry) -> dict[str, object]:
     # ``models``: sequences queued or generating per loaded model (how tests see a cancellation land);
     # ``engines``: running, waiting, KV usage and prefix-cache hits per loaded model
-    return {"status": "ok", "models": registry.live_sequences(), "engines": registry.engine_stats()}
+    # ``status``: "degraded" while an engine refuses work after repeated worker deaths (503s)
+    engines = registry.engine_stats()
+    status = "ok" if all(e["worker_alive"] for e in engines.values()) else "degraded"
+    return {"status": status, "models": registry.live_sequences(), "engines": engines}

@@ -1,0 +1,240 @@
+"""The compiled decode step: one token for up to a bucket of rows, through ``torch.compile``.
+
+Owns the decode forward of Llama-shaped models (Llama, Mistral, Qwen2/3, SmolLM) written as
+three compiled regions over the model's own modules: the prologue (embedding, rotary angles,
+mask), **one decoder layer** compiled once and reused by every layer (regional compilation: a
+30-layer model compiles one layer graph, not 30 unrolled copies) and the epilogue (final norm,
+LM head). Inductor fuses each layer's norms, rotary, residuals and activation into a few C++
+loops, so a token dispatches a few dozen kernels instead of hundreds of eager ops.
+
+Shapes: the batch is padded up to a bucket (1, 2, 4, 8, ... up to the slot count, as vLLM
+captures graphs), so each bucket is one static-batch graph compiled when the model loads. Padded
+rows decode the scratch slot (the KV memory's extra last slot) at position 0 and are dropped.
+The attended length is dynamic (one graph for every context length); on CPU so is the KV
+capacity, which still grows by doubling. On CUDA the KV memory is allocated at full capacity
+with static addresses, the attended length is rounded to a power of two, and the layer graph
+runs as CUDA graphs (``mode="reduce-overhead"``).
+
+Prefill and speculative verify stay eager: they are compute-bound, where dispatch is a small
+share. Inductor's compiled kernels are cached under ``TORCHINDUCTOR_CACHE_DIR``; the runner's
+owner sets it. Knows nothing of sequences, sampling or scheduling.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from reference.engine.kv import SlotKV
+from reference.presets import cache_dir
+
+__all__ = [
+    "COMPILE_DEFAULT",
+    "CompiledDecoder",
+    "bucket_for",
+    "compile_unsupported",
+    "decode_buckets",
+    "inductor_cache_dir",
+]
+
+log = logging.getLogger("chatref.compile")
+
+_ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
+_MIN_KEYS = 16  # attended lengths round up to this: fewer distinct shapes, never 0/1 (specialized)
+COMPILE_DEFAULT = False  # measured on the 2-core AVX2 box: see docs/perf.md, "Compiled decode"
+
+
+def inductor_cache_dir() -> Path:
+    """Where inductor keeps compiled kernels: ``<chatref cache>/inductor`` (``CHATREF_CACHE`` moves it)."""
+    return cache_dir() / "inductor"
+
+
+def decode_buckets(max_batch: int) -> tuple[int, ...]:
+    """1, 2, 4, ... below ``max_batch``, then ``max_batch`` itself."""
+    sizes = [1 << i for i in range(max_batch.bit_length()) if 1 << i < max_batch]
+    return (*sizes, max_batch)
+
+
+def bucket_for(rows: int, buckets: tuple[int, ...]) -> int:
+    return next(b for b in buckets if b >= rows)
+
+
+def _use_inductor_cache() -> None:
+    """Point inductor at the chatref cache unless someone chose a directory: loading a model can
+    already have set the variable to torch's default (a temp dir, lost on reboot)."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache_dir())
+
+
+def compile_unsupported(model: Any) -> str | None:
+    """Why this model cannot take the compiled path, or None when it can."""
+    config = model.config.get_text_config()
+    kind = getattr(config, "model_type", "?")
+    if kind not in _ARCHITECTURES:
+        return f"{kind} is not a Llama-shaped architecture ({', '.join(_ARCHITECTURES)})"
+    if "sliding_attention" in (getattr(config, "layer_types", None) or ()):
+        return "sliding-window layers"
+    inner = getattr(model, "model", None)
+    if inner is None or not all(hasattr(inner, a) for a in ("layers", "embed_tokens", "rotary_emb", "norm")):
+        return "the model does not have the usual embed_tokens / layers / rotary_emb / norm modules"
+    if any(type(m).__module__.startswith("bitsandbytes") for m in model.modules()):
+        return "bitsandbytes layers (their kernels are opaque to the compiler)"
+    return None
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _prologue(
+    inner: Any, ids: torch.Tensor, pos: torch.Tensor, keys: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ids, pos [B, 1], keys [L] -> hidden [B, 1, E], cos/sin [B, 1, 1, D], mask [B, 1, 1, L]."""
+    h = inner.embed_tokens(ids)
+    cos, sin = inner.rotary_emb(h, pos)  # [B, 1, D]
+    mask = keys[None, None, None, :] <= pos[:, None, :, None]
+    return h, cos[:, None], sin[:, None], mask
+
+
+def _layer(
+    layer: Any,
+    h: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    mask: torch.Tensor,
+    k_buf: torch.Tensor,
+    v_buf: torch.Tensor,
+    rows: torch.Tensor,
+    pos: torch.Tensor,
+) -> torch.Tensor:
+    """One decoder layer for one token per row: h [B, 1, E]; k/v_buf [S, kv_heads, C, D]; rows, pos [B]."""
+    attn = layer.self_attn
+    b = h.shape[0]
+    x = layer.input_layernorm(h)
+    q = attn.q_proj(x).view(b, 1, -1, attn.head_dim)  # [B, 1, H, D]
+    k = attn.k_proj(x).view(b, 1, -1, attn.head_dim)  # [B, 1, Hkv, D]
+    v = attn.v_proj(x).view(b, 1, -1, attn.head_dim)
+    if hasattr(attn, "q_norm"):  # Qwen3 normalizes each head before rotary
+        q, k = attn.q_norm(q), attn.k_norm(k)
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, 1, D]
+    q = q * cos + _rotate_half(q) * sin
+    k = k * cos + _rotate_half(k) * sin
+    k_buf[rows, :, pos] = k[:, :, 0].to(k_buf.dtype)  # this token's keys into each row's slot
+    v_buf[rows, :, pos] = v[:, :, 0].to(v_buf.dtype)
+    span = mask.shape[-1]
+    keys = k_buf.index_select(0, rows)[:, :, :span]  # [B, Hkv, L, D]
+    values = v_buf.index_select(0, rows)[:, :, :span]
+    o = F.scaled_dot_product_attention(
+        q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, scale=attn.scaling, enable_gqa=True
+    )  # [B, H, 1, D]
+    h = h + attn.o_proj(o.transpose(1, 2).reshape(b, 1, -1))
+    return h + layer.mlp(layer.post_attention_layernorm(h))
+
+
+def _epilogue(norm: Any, head: Any, h: torch.Tensor) -> torch.Tensor:
+    return head(norm(h)[:, -1]).float()  # [B, vocab]
+
+
+class CompiledDecoder:
+    """Decode steps of one model over its slot KV memory, compiled per batch bucket."""
+
+    def __init__(
+        self, model: Any, kv: SlotKV, *, slots: int, capacity: int, buckets: tuple[int, ...] | None = None
+    ) -> None:
+        reason = compile_unsupported(model)
+        if reason is not None:
+            raise ValueError(f"compiled decode unsupported: {reason}")
+        self.model = model
+        self.kv = kv
+        self.device = model.device
+        self.cuda = self.device.type == "cuda"
+        self.buckets = buckets or decode_buckets(slots)
+        if self.buckets[-1] < slots:
+            raise ValueError(f"batch buckets {self.buckets} do not cover {slots} slots")
+        self.scratch = slots  # the KV memory's extra slot: padded rows write there
+        self._inner = model.model
+        _use_inductor_cache()
+        # every bucket of every compiled model recompiles the one layer function: raise the limit
+        limit = 4 * len(self.buckets) + 16
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+        torch._dynamo.config.accumulated_recompile_limit = max(
+            torch._dynamo.config.accumulated_recompile_limit, 16 * limit
+        )
+        mode = "reduce-overhead" if self.cuda else None
+        self._prologue: Callable[..., Any] = torch.compile(_prologue, dynamic=False)
+        self._layer: Callable[..., Any] = torch.compile(_layer, dynamic=False, mode=mode)
+        self._epilogue: Callable[..., Any] = torch.compile(_epilogue, dynamic=False)
+        self._allocate(capacity)
+        self._marked: list[torch.Tensor] = []
+
+    def _allocate(self, capacity: int) -> None:
+        config = self.model.config.get_text_config()
+        heads = int(config.num_attention_heads)
+        kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // heads)
+        dtype = self.model.get_input_embeddings().weight.dtype
+        if self.cuda:  # CUDA graphs replay fixed addresses: the whole capacity, once
+            self.kv.reserve(capacity)
+        self.kv.allocate(kv_heads, head_dim, dtype, self.device)
+        if self.cuda:
+            for buf in (*self.kv.keys, *self.kv.values):
+                torch._dynamo.mark_static_address(buf)
+
+    @torch.inference_mode()
+    def warm_up(self, say: Callable[[str], None] = log.info) -> float:
+        """Compile every bucket now (a dummy step on the scratch slot); returns seconds spent."""
+        t0 = time.perf_counter()
+        for i, b in enumerate(self.buckets):
+            t = time.perf_counter()
+            self.decode([self.scratch] * b, [0] * b, [0] * b)
+            took = time.perf_counter() - t
+            say(f"compiled decode for batch {b} ({i + 1}/{len(self.buckets)}) in {took:.1f} s")
+        return time.perf_counter() - t0
+
+    @torch.inference_mode()
+    def decode(self, slots: list[int], token_ids: list[int], positions: list[int]) -> torch.Tensor:
+        """One token for each row at its own position; returns logits [len(slots), vocab]."""
+        n = len(slots)
+        pad = bucket_for(n, self.buckets) - n
+        span = self._span(max(positions) + 1)
+        self.kv.reserve(span)
+        dev = self.device
+        rows = torch.tensor([*slots, *[self.scratch] * pad], dtype=torch.long, device=dev)  # [B]
+        pos = torch.tensor([*positions, *[0] * pad], dtype=torch.long, device=dev)  # [B]
+        ids = torch.tensor([*token_ids, *[0] * pad], dtype=torch.long, device=dev)[:, None]  # [B, 1]
+        keys = torch.arange(span, device=dev)  # [L]
+        torch._dynamo.mark_dynamic(keys, 0)
+        self._mark_capacity()
+        h, cos, sin, mask = self._prologue(self._inner, ids, pos[:, None], keys)
+        for layer, k_buf, v_buf in zip(self._inner.layers, self.kv.keys, self.kv.values, strict=True):
+            h = self._layer(layer, h, cos, sin, mask, k_buf, v_buf, rows, pos)
+        logits = self._epilogue(self._inner.norm, self.model.lm_head, h)
+        return logits[:n]
+
+    def _span(self, needed: int) -> int:
+        """Positions the step attends to: rounded up (a power of two on CUDA), within capacity."""
+        if self.cuda:
+            span = max(_MIN_KEYS, 1 << (needed - 1).bit_length())
+        else:
+            span = -(-needed // _MIN_KEYS) * _MIN_KEYS
+        return min(span, self.kv.max_capacity)
+
+    def _mark_capacity(self) -> None:
+        """On CPU the KV capacity grows: its dimension is dynamic so growth never recompiles, and so
+        is the slot count, so one compiled bucket serves (and is cached for) any ``--max-running``."""
+        if self.cuda or (self._marked and self._marked[0] is self.kv.keys[0]):
+            return
+        self._marked = [buf for buf in (*self.kv.keys, *self.kv.values) if buf is not None]
+        for buf in self._marked:
+            torch._dynamo.mark_dynamic(buf, (0, 2))
