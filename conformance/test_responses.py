@@ -337,7 +337,9 @@ def test_parse_text_format(api: Api) -> None:
         )
 
     r = api.sdk_call(FEATURE, "responses.parse", parse)
-    if not isinstance(r, ParsedResponse) or not isinstance(r.output_parsed, Weather):
+    if not isinstance(r, ParsedResponse):  # e.g. an SSE body where the SDK expects JSON
+        raise ConformanceError(f"responses.parse returned {type(r).__name__}, not a response: {describe(r)}")
+    if not isinstance(r.output_parsed, Weather):
         raise ConformanceError(f"text_format output did not parse: {describe(r.output_text)}")
 
 
