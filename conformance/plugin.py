@@ -121,8 +121,9 @@ OPTIONS: list[tuple[str, str | None, dict[str, Any]]] = [
             "default": 5.0,
             "type": float,
             "metavar": "S",
-            "help": "before each check, GET /models (and after a failed check a 1-token chat) must be "
-            "answered within S seconds, else the check is an error 'server stopped answering' (default: 5)",
+            "help": "before each check, GET /models must be answered within S seconds (and after a "
+            "failed check a 1-token chat within 3*S), else the check is an error 'server stopped "
+            "answering' (default: 5)",
         },
     ),
     (

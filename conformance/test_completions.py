@@ -178,7 +178,7 @@ def test_completion_echo_scores_the_prompt(api: Api) -> None:
     if len(scored) != n + 1 or scored[0] is not None:
         raise ConformanceError(
             f"echo with logprobs: {n} prompt tokens + 1 need {n + 1} entries, the first null; "
-            f"got {describe(scored)}"
+            f"got {len(scored)}: {describe(scored)}"
         )
     rest = {key: value[1:] for key, value in lp.items()}
     _check_logprobs(rest, n, 1, "echo logprobs")

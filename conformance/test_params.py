@@ -254,6 +254,8 @@ def test_include_usage_matches_json(api: Api) -> None:
         "completion_tokens",
         "total_tokens",
     )  # cached_tokens may differ: a prefix cache
+    if not isinstance(r.body.get("usage"), dict):
+        raise ConformanceError(f"include_usage: the stream carried no usage: {describe(r.body)}")
     if [r.body["usage"].get(k) for k in counts] != [plain.body["usage"].get(k) for k in counts]:
         raise ConformanceError(
             f"streamed usage {r.body['usage']} differs from JSON usage {plain.body['usage']}"

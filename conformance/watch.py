@@ -26,6 +26,8 @@ from conformance.client import Target, make_http
 
 __all__ = ["ServerDown", "Watch"]
 
+GENERATION_FACTOR = 3  # the 1-token generation probe may take this many times the probe timeout
+
 
 class ServerDown(Exception):
     """The server did not answer the probe before a check; the check is an error, not a failure."""
@@ -83,12 +85,12 @@ class Watch:
             return f"GET /models: no answer within {self.probe_timeout:g} s ({type(e).__name__})"
         if not with_generation:
             return None
+        # a busy CPU server may take seconds to prefill even a short prompt: three times the limit
+        limit = GENERATION_FACTOR * self.probe_timeout
         try:
-            self._http.post("chat/completions", json=body)
+            self._http.post("chat/completions", json=body, timeout=limit)
         except Exception as e:  # whatever kept the answer away (timeouts, refused, reset)
-            return (
-                f"a 1-token chat completion: no answer within {self.probe_timeout:g} s ({type(e).__name__})"
-            )
+            return f"a 1-token chat completion: no answer within {limit:g} s ({type(e).__name__})"
         return None
 
     def close(self) -> None:
