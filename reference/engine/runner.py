@@ -19,6 +19,7 @@ import torch
 
 from reference.engine.compiled import CompiledDecoder
 from reference.engine.kv import ForwardPlan, SlotKV
+from reference.engine.linear import use_row_batched_linears
 from reference.engine.steps import cache_keyword
 
 __all__ = ["ModelRunner"]
@@ -36,6 +37,7 @@ class ModelRunner:
     ) -> None:
         self.model = model
         self.device = model.device
+        use_row_batched_linears(model)  # few-row fp32 products weight-major (engine/linear.py)
         self.slots = slots
         self.capacity = capacity  # positions per slot: a sequence's prompt + output
         layers = int(model.config.get_text_config().num_hidden_layers)
