@@ -1,13 +1,13 @@
-"""How the served model's fp32 linears multiply a few rows on CPU: weight-major, one pass.
+"""How the served model's fp32 linears multiply a few rows on CPU: as ``(W @ x.T).T``.
 
 ``F.linear(x, W)`` with ``x`` [M, in] and ``W`` [out, in] asks BLAS for an ``[out] x [M]``
 product laid out with the long ``out`` side first; for a few rows (a batched decode step, a
 prefill chunk) MKL's sgemm on this AVX2 CPU then costs far more than the weight bytes it reads:
-the LM head [49152, 576] at 8 rows took 5x its single-row time (2 threads: 8x). The same product
-written as ``W @ x.T`` (then transposed back to [M, out], contiguous) reads each weight once for
-all rows and costs about 2x the single row, under 2x for the decoder layers' linears. At one row
-the two are bit-identical, so single-stream output does not change. Measured in docs/perf.md
-("Few-row matmuls").
+the LM head [49152, 576] at 8 rows took 3-5x its single-row time (2 threads: 5-9x). The same
+product written as ``W @ x.T`` (then transposed back to [M, out], contiguous) costs about 2x the
+single row there, and takes 3-28% off the decoder layers' linears at 4-8 rows. At one row the
+two are bit-identical, so single-stream output does not change. Measured in docs/perf.md
+("Few-row matmuls"); ``python -m perf.linear_rows`` repeats it.
 
 :func:`use_row_batched_linears` retypes a model's fp32 CPU ``nn.Linear`` modules in place (their
 parameters, tying and hooks stay as they are); other dtypes, devices and module types (the int8
