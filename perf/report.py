@@ -68,6 +68,8 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        # co-tenants set how far below the roofline a shared box decodes: keep how busy it was
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "llc_bytes": last_level_cache_bytes(),
         "gpu": torch.cuda.get_device_name(0) if cuda else None,
         "versions": {
@@ -109,6 +111,11 @@ def _row(m: dict[str, Any]) -> list[str]:
     ]
 
 
+def _load_note(mach: dict[str, Any]) -> str:
+    load = mach.get("load_average")
+    return "" if not load else f"; load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end"
+
+
 def _bandwidth_line(doc: dict[str, Any]) -> str:
     bw = doc["bandwidth"]
     return (
@@ -145,7 +152,8 @@ def write_markdown(doc: dict[str, Any], path: Path, png_name: str | None = None)
         f"# chatref perf: {doc['model']}",
         "",
         f"- machine: {mach['cpu']}, {mach['cpu_count']} CPUs, GPU {mach['gpu'] or 'none'}; "
-        f"torch {mach['versions']['torch']}, transformers {mach['versions']['transformers']}",
+        f"torch {mach['versions']['torch']}, transformers {mach['versions']['transformers']}"
+        + _load_note(mach),
         f"- {_bandwidth_line(doc)}",
         "- MBU = tok/s x bytes/token / bandwidth; speculative rows are *effective* (tokens per target read).",
         "- `-compiled` rows decode through the runner's compiled step (torch.compile); compile s is the "

@@ -6,9 +6,10 @@ forward passes explicit per-row ``position_ids`` and a 4-D attention mask, so ro
 lengths share one forward: ``decode`` reads the weights once for every decoding sequence, which
 is where batching gains on a memory-bound decode.
 Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it sees slots,
-token ids and positions, and returns logits. With ``compile=True`` decode goes through
-:class:`~reference.engine.compiled.CompiledDecoder` (the KV memory then has one extra scratch slot
-for padded rows); prefill and verify stay eager.
+token ids and positions, and returns logits. When built it retypes the model's fp32 CPU linears
+so that products over a few rows take BLAS's faster layout (:mod:`reference.engine.linear`).
+With ``compile=True`` decode goes through :class:`~reference.engine.compiled.CompiledDecoder`
+(the KV memory then has one extra scratch slot for padded rows); prefill and verify stay eager.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 
 from reference.engine.compiled import CompiledDecoder
 from reference.engine.kv import ForwardPlan, SlotKV
+from reference.engine.linear import use_row_batched_linears
 from reference.engine.steps import cache_keyword
 
 __all__ = ["ModelRunner"]
@@ -36,6 +38,7 @@ class ModelRunner:
     ) -> None:
         self.model = model
         self.device = model.device
+        use_row_batched_linears(model)  # few-row fp32 products weight-major (engine/linear.py)
         self.slots = slots
         self.capacity = capacity  # positions per slot: a sequence's prompt + output
         layers = int(model.config.get_text_config().num_hidden_layers)
