@@ -1,4 +1,4 @@
-"""Fixtures of the self-tests: the fake server, run once per session in a thread.
+"""Fixtures of the self-tests: the fake server, run once per session (per xdist worker) in a thread.
 
 The suite's own modules (not its checks) are imported here, once: each in-process run of the
 suite restores ``sys.modules`` afterwards, so anything first imported inside a run (the SDK's

@@ -243,14 +243,15 @@ class Engine:
     def _worker_died(self) -> None:
         """The thread is ending without a close: fail what it held, then replace it or give up."""
         log.error("engine worker for %s died; failing every queued and running sequence", self.name)
-        self._fail_in_flight("engine failure: the worker thread stopped")
-        with self._cv:
+        with self._cv:  # counted before anyone hears of it: a client told of the failure sees the stats
             self.stats.worker_deaths += 1
             self._deaths_in_a_row += 1
-            if self._deaths_in_a_row > MAX_WORKER_RESTARTS:
+            give_up = self._deaths_in_a_row > MAX_WORKER_RESTARTS
+            if give_up:
                 self.stats.worker_alive = False
-                return
-        self._thread = self._start_worker()
+        self._fail_in_flight("engine failure: the worker thread stopped")
+        if not give_up:
+            self._thread = self._start_worker()
 
     def _fail_in_flight(self, message: str) -> None:
         with self._cv:
