@@ -7,7 +7,7 @@ times its mode again through pytest-benchmark, with the suite's figures in ``ext
 Speed targets live only here. Environment: CHATREF_PERF_MODEL (default smollm2-135m-instruct),
 CHATREF_PERF_OUT (out/perf-ci), CHATREF_PERF_BUDGET_S (seconds of pair sampling for all gated
 ratios together, default 60; a suspected regression gets up to twice its share again),
-CHATREF_PERF_MODES (default: fp32 bf16 int8 prompt-lookup).
+CHATREF_PERF_MODES (default: fp32 fp32-compiled bf16 int8 prompt-lookup).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ BASELINE = Path(__file__).with_name("baseline.json")
 MODEL = os.environ.get("CHATREF_PERF_MODEL", DEFAULT_MODEL)
 OUT = Path(os.environ.get("CHATREF_PERF_OUT", "out/perf-ci"))
 BUDGET_S = float(os.environ.get("CHATREF_PERF_BUDGET_S", "60"))
-# The fast paths CI gates; bitsandbytes and the draft model are measured by `chatref perf`
-# (slow here, and contention moves them most: see baseline.json's note).
-MODES = tuple(os.environ.get("CHATREF_PERF_MODES", "fp32 bf16 int8 prompt-lookup").split())
+# The fast paths CI gates, the compiled step among them; bitsandbytes and the draft model are
+# measured by `chatref perf` (slow here, and contention moves them most: see baseline.json's note).
+MODES = tuple(os.environ.get("CHATREF_PERF_MODES", "fp32 fp32-compiled bf16 int8 prompt-lookup").split())
 NEW_TOKENS = 16
 
 

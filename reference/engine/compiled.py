@@ -15,6 +15,12 @@ capacity, which still grows by doubling. On CUDA the KV memory is allocated at f
 with static addresses, the attended length is rounded to a power of two, and the layer graph
 runs as CUDA graphs (``mode="reduce-overhead"``).
 
+On CPU a single row's linears (the one-stream step) compile to inductor's own reduction loops
+instead of calls to MKL's matrix-vector product: on the AMD EPYC box MKL's ``sgemv`` streams
+~7 GB/s of weights where a read of the same bytes runs at ~21 GB/s, and the step's fused loops
+take it from ~100 to ~60 ms (docs/perf.md, "Single-row linears"). Batched buckets keep BLAS,
+which the few-row layout (:mod:`reference.engine.linear`) already serves well.
+
 Prefill and speculative verify stay eager: they are compute-bound, where dispatch is a small
 share. Inductor's compiled kernels are cached under ``TORCHINDUCTOR_CACHE_DIR``; the runner's
 owner sets it. Knows nothing of sequences, sampling or scheduling.
@@ -49,6 +55,7 @@ log = logging.getLogger("chatref.compile")
 _ARCHITECTURES = ("llama", "mistral", "qwen2", "qwen3")
 _MIN_KEYS = 16  # attended lengths round up to this: fewer distinct shapes, never 0/1 (specialized)
 COMPILE_DEFAULT = False  # measured on the 2-core AVX2 box: see docs/perf.md, "Compiled decode"
+_MAX_REDUCTION_SIDE = 1 << 20  # any vocabulary: the one-row LM head is a reduction as well
 
 
 def inductor_cache_dir() -> Path:
@@ -74,6 +81,24 @@ def _use_inductor_cache() -> None:
     current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
     if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(inductor_cache_dir())
+
+
+def _single_row_linears_as_reductions() -> None:
+    """Let inductor's post-grad pass rewrite a one-row CPU ``mm`` as a fused multiply-and-sum.
+
+    The pass ships with inductor but is off unless named in ``post_grad_fusion_options``; its CPU
+    rule only takes products whose first operand has one row, and the widest side allowed is
+    raised so the LM head [vocab, hidden] qualifies too. Process-wide, as inductor's config is;
+    the option is part of inductor's cache key, so kernels compiled without it are not reused.
+    """
+    import torch._inductor.config as inductor_config
+
+    options = dict(inductor_config.post_grad_fusion_options)
+    rule = dict(options.get("decompose_mm_pass", {}))
+    rule.setdefault("cpu_max_first_dimension_decomposition", 1)
+    rule.setdefault("cpu_max_other_dimension_decomposition", _MAX_REDUCTION_SIDE)
+    options["decompose_mm_pass"] = rule
+    inductor_config.post_grad_fusion_options = options
 
 
 def compile_unsupported(model: Any) -> str | None:
@@ -165,6 +190,8 @@ class CompiledDecoder:
         self.scratch = slots  # the KV memory's extra slot: padded rows write there
         self._inner = model.model
         _use_inductor_cache()
+        if not self.cuda:
+            _single_row_linears_as_reductions()
         # every bucket of every compiled model recompiles the one layer function: raise the limit
         limit = 4 * len(self.buckets) + 16
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
