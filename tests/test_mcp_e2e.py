@@ -6,10 +6,13 @@ process over HTTP, the model's streamed call reaches the MCP server (which logs 
 result comes back as a ``tool`` message and the model answers with it.  Every wait is
 bounded.  Slow: builds the tool-trained model on first use (minutes, then cached).
 
-tiny-agents sends no ``temperature``, so the server samples at 1.0 and the 135M model now
-and then misspells a rare city name it copies into the arguments ("Accras"); these tests
+tiny-agents sends no ``temperature``, so a request takes the model's own sampling defaults
+(``generation_config.json``, as with vLLM) and, without any, OpenAI's 1.0. At 1.0 the 135M
+model now and then misspells a rare city name it copies into the arguments ("Accras") or
+leaves the temperature out of its answer, so the served copy carries SmolLM2-Instruct's
+published defaults (temperature 0.2, top_p 0.9), as a deployment of it would. These tests
 check the round trip (the right tool, a city argument, the answer carrying whatever the MCP
-server returned), and ``tests/test_tool_model.py`` checks exact arguments greedily.
+server returned); ``tests/test_tool_model.py`` checks exact arguments greedily.
 """
 
 from __future__ import annotations
@@ -52,13 +55,19 @@ def _temperature(result: str) -> str:
     return match.group(1)
 
 
+SAMPLING = {"temperature": 0.2, "top_p": 0.9}  # HuggingFaceTB/SmolLM2-135M-Instruct's model card
+
+
 @pytest.fixture(scope="module")
 def tools_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     preset = get_preset(MODEL)
     assert preset is not None
-    materialize(preset)  # the build can take minutes on a busy CPU; the server then loads the cache
+    # the build can take minutes on a busy CPU; the copy then carries the sampling defaults
+    model_dir = Path(shutil.copytree(materialize(preset), tmp_path_factory.mktemp("model") / MODEL))
+    config = json.loads((model_dir / "generation_config.json").read_text())
+    (model_dir / "generation_config.json").write_text(json.dumps({**config, **SAMPLING}))
     log = tmp_path_factory.mktemp("mcp-server") / "server.log"
-    with serve(["--model", MODEL], log, startup_timeout=300) as running:
+    with serve(["--model", f"{MODEL}={model_dir}"], log, startup_timeout=300) as running:
         yield running
 
 
