@@ -6,7 +6,9 @@ weight so they come from memory as in a real step, then the tied LM head [49152,
 several ways:
 
 - ``F.linear``: ``F.linear(x, W)``, what transformers' ``nn.Linear`` runs;
-- ``row-batched``: :class:`reference.engine.linear.RowBatchedLinear`, ``(W @ x.T).T``;
+- ``row-batched``: ``(W @ x.T).T``, the layout the runner used before oneDNN;
+- ``onednn``: :class:`reference.engine.linear.OneDnnLinear`, oneDNN's linear over the dense weight
+  (what the runner runs);
 - ``x @ Wt``: a pre-transposed contiguous ``Wt`` [in, out];
 - ``mm out=``: ``torch.mm(x, Wt, out=buf)`` into a preallocated buffer;
 - ``mkl packed``: MKL's packed sgemm (``torch.ops.mkl._mkl_linear`` over a weight packed at load);
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference.engine.linear import RowBatchedLinear
+from reference.engine.linear import OneDnnLinear
 
 __all__ = ["main", "measure"]
 
@@ -43,24 +45,25 @@ LAYERS = 30
 HEAD = (49152, 576)
 
 Method = Callable[[torch.Tensor], torch.Tensor]
-METHODS = ("F.linear", "row-batched", "x @ Wt", "mm out=", "mkl packed", "onednn packed")
+METHODS = ("F.linear", "row-batched", "x @ Wt", "mm out=", "mkl packed", "onednn", "onednn packed")
 
 
 def _methods(w: torch.Tensor, rows: int) -> dict[str, Method]:
     """Every way to compute ``x @ w.T`` for ``x`` [rows, in], prepared once (as at load)."""
     linear = nn.Linear(w.shape[1], w.shape[0], bias=False)
     linear.weight = nn.Parameter(w, requires_grad=False)
-    linear.__class__ = RowBatchedLinear
+    linear.__class__ = OneDnnLinear
     wt = w.t().contiguous()  # [in, out]
     out = torch.empty(rows, w.shape[0])
     packed = torch.ops.mkl._mkl_reorder_linear_weight(w, rows)
     reordered = torch.ops.mkldnn._reorder_linear_weight(w, rows)  # what inductor's freezing does
     return {
         "F.linear": lambda x: F.linear(x, w),
-        "row-batched": linear,
+        "row-batched": lambda x: torch.mm(w, x.t()).t().contiguous(),
         "x @ Wt": lambda x: x @ wt,
         "mm out=": lambda x: torch.mm(x, wt, out=out),
         "mkl packed": lambda x: torch.ops.mkl._mkl_linear(x, packed, w, None, rows),
+        "onednn": linear,
         "onednn packed": lambda x: torch.ops.mkldnn._linear_pointwise(x, reordered, None, "none", [], ""),
     }
 

@@ -7,9 +7,13 @@ mask), **one decoder layer** compiled once and reused by every layer (regional c
 LM head). Inductor fuses each layer's norms, rotary, residuals and activation into a few C++
 loops, so a token dispatches a few dozen kernels instead of hundreds of eager ops.
 
-Shapes: the batch is padded up to a bucket (1, 2, 4, 8, ... up to the slot count, as vLLM
-captures graphs), so each bucket is one static-batch graph compiled when the model loads. Padded
-rows decode the scratch slot (the KV memory's extra last slot) at position 0 and are dropped.
+Shapes: the batch is padded up to a bucket, so each bucket is one static-batch graph compiled
+when the model loads. On CUDA the buckets are 1, 2, 4, 8, ... up to the slot count, as vLLM
+captures graphs; on CPU only the single row is compiled by default, because a batched step runs
+faster eager through oneDNN's linears (:mod:`reference.engine.linear`) than compiled over MKL's
+sgemm (8 rows: ~45-100 ms eager against ~70-130 ms compiled; docs/perf.md, "oneDNN linears"), so
+the runner sends more rows than the largest bucket to its eager forward. Padded rows decode the
+scratch slot (the KV memory's extra last slot) at position 0 and are dropped.
 The attended length is dynamic (one graph for every context length); on CPU so is the KV
 capacity, which still grows by doubling. On CUDA the KV memory is allocated at full capacity
 with static addresses, the attended length is rounded to a power of two, and the layer graph
@@ -18,8 +22,8 @@ runs as CUDA graphs (``mode="reduce-overhead"``).
 On CPU a single row's linears (the one-stream step) compile to inductor's own reduction loops
 instead of calls to MKL's matrix-vector product: on the AMD EPYC box MKL's ``sgemv`` streams
 ~7 GB/s of weights where a read of the same bytes runs at ~21 GB/s, and the step's fused loops
-take it from ~100 to ~60 ms (docs/perf.md, "Single-row linears"). Batched buckets keep BLAS,
-which the few-row layout (:mod:`reference.engine.linear`) already serves well.
+take it from ~100 to ~60 ms (docs/perf.md, "Single-row linears"). Batched buckets, where asked
+for, keep BLAS.
 
 Prefill and speculative verify stay eager: they are compute-bound, where dispatch is a small
 share. Inductor's compiled kernels are cached under ``TORCHINDUCTOR_CACHE_DIR``; the runner's
@@ -184,8 +188,8 @@ class CompiledDecoder:
         self.kv = kv
         self.device = model.device
         self.cuda = self.device.type == "cuda"
-        self.buckets = buckets or decode_buckets(slots)
-        if self.buckets[-1] < slots:
+        self.buckets = buckets or (decode_buckets(slots) if self.cuda else (1,))
+        if self.cuda and self.buckets[-1] < slots:
             raise ValueError(f"batch buckets {self.buckets} do not cover {slots} slots")
         self.scratch = slots  # the KV memory's extra slot: padded rows write there
         self._inner = model.model
@@ -228,6 +232,10 @@ class CompiledDecoder:
             took = time.perf_counter() - t
             say(f"compiled decode for batch {b} ({i + 1}/{len(self.buckets)}) in {took:.1f} s")
         return time.perf_counter() - t0
+
+    def covers(self, rows: int) -> bool:
+        """Whether a step of ``rows`` rows has a compiled graph (else the runner decodes it eager)."""
+        return rows <= self.buckets[-1]
 
     @torch.inference_mode()
     def decode(self, slots: list[int], token_ids: list[int], positions: list[int]) -> torch.Tensor:

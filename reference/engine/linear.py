@@ -1,17 +1,21 @@
-"""How the served model's fp32 linears multiply a few rows on CPU: as ``(W @ x.T).T``.
+"""How the served model's float linears multiply on CPU: through oneDNN's linear, not MKL's sgemm.
 
-``F.linear(x, W)`` with ``x`` [M, in] and ``W`` [out, in] asks BLAS for an ``[out] x [M]``
-product laid out with the long ``out`` side first; for a few rows (a batched decode step, a
-prefill chunk) MKL's sgemm on this AVX2 CPU then costs far more than the weight bytes it reads:
-the LM head [49152, 576] at 8 rows took 3-5x its single-row time (2 threads: 5-9x). The same
-product written as ``W @ x.T`` (then transposed back to [M, out], contiguous) costs about 2x the
-single row there, and takes 3-28% off the decoder layers' linears at 4-8 rows. At one row the
-two are bit-identical, so single-stream output does not change. Measured in docs/perf.md
-("Few-row matmuls"); ``python -m perf.linear_rows`` repeats it.
+``F.linear(x, W)`` with ``x`` [M, in] and ``W`` [out, in] calls MKL's sgemm (sgemv at one row).
+On the AMD EPYC boxes this project runs on, that streams the weights at a fraction of the memory
+bandwidth: at one row ~7-12 GB/s where a plain read of the same bytes runs at 20-30 GB/s, and a
+few rows (a batched decode step) or a prefill chunk cost far more than their FLOPs. oneDNN's
+inner-product kernel (``torch.ops.mkldnn._linear_pointwise``, the op inductor's weight freezing
+emits on CPU) reads the same dense ``W`` in place, with no repacked copy, and over every linear
+of one SmolLM2-135M step took 21 ms instead of 30 at one row, 23 instead of 33 at 8 rows and 72
+instead of 144 at a 100-token prefill (fp32, 2 threads, OpenMP spinning); docs/perf.md,
+"oneDNN linears", has the method and the whole-step figures, and ``python -m perf.linear_rows``
+repeats them.
 
-:func:`use_row_batched_linears` retypes a model's fp32 CPU ``nn.Linear`` modules in place (their
-parameters, tying and hooks stay as they are); other dtypes, devices and module types (the int8
-weight-only linear, bitsandbytes) are left alone. Knows nothing of sequences or KV memory.
+:func:`use_onednn_linears` retypes a model's fp32 and bf16 CPU ``nn.Linear`` modules in place
+(their parameters, tying and hooks stay as they are); other dtypes, devices and module types
+(the int8 weight-only linear, bitsandbytes) are left alone. Inside ``torch.compile`` (the
+compiled decode step) and where autograd records, the module is a plain ``nn.Linear``: inductor
+chooses its own kernels there. Knows nothing of sequences or KV memory.
 """
 
 from __future__ import annotations
@@ -20,35 +24,40 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MAX_ROWS", "RowBatchedLinear", "use_row_batched_linears"]
+__all__ = ["OneDnnLinear", "onednn_available", "use_onednn_linears"]
 
-MAX_ROWS = 64  # up to a default prefill chunk: measured faster at 2-64 rows; one row is the same
+_DTYPES = (torch.float32, torch.bfloat16)
 
 
-class RowBatchedLinear(nn.Linear):
-    """An ``nn.Linear`` whose few-row products run as ``(W @ x.T).T`` (see the module docstring)."""
+def onednn_available() -> bool:
+    return bool(torch.backends.mkldnn.is_available())
+
+
+class OneDnnLinear(nn.Linear):
+    """An ``nn.Linear`` whose CPU products run as oneDNN's linear (see the module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // self.in_features
-        if not 1 < rows <= MAX_ROWS or x.dtype != torch.float32 or self.weight.dtype != torch.float32:
+        if torch.compiler.is_compiling() or torch.is_grad_enabled() or x.dtype != self.weight.dtype:
             return F.linear(x, self.weight, self.bias)
-        x2 = x.reshape(rows, self.in_features).contiguous()  # [M, in], row-major (the fast layout)
-        y = torch.mm(self.weight, x2.t()).t().contiguous()  # [out, M] → [M, out]
-        if self.bias is not None:
-            y = y + self.bias
+        x2 = x.reshape(-1, self.in_features)  # [M, in]
+        y = torch.ops.mkldnn._linear_pointwise(x2, self.weight, self.bias, "none", [], "")  # [M, out]
         return y.reshape(*x.shape[:-1], self.out_features)  # [..., out]
 
 
-def use_row_batched_linears(model: nn.Module) -> int:
-    """Retype every fp32 CPU ``nn.Linear`` of ``model`` as :class:`RowBatchedLinear`; returns how many."""
+def use_onednn_linears(model: nn.Module) -> int:
+    """Retype every fp32/bf16 CPU ``nn.Linear`` of ``model`` as :class:`OneDnnLinear`; returns how many."""
+    if not onednn_available():
+        return 0
     count = 0
     for module in model.modules():
         if type(module) is not nn.Linear:  # subclasses (and already retyped modules) keep theirs
             continue
-        if module.weight.device.type != "cpu" or module.weight.dtype != torch.float32:
+        if module.weight.device.type != "cpu" or module.weight.dtype not in _DTYPES:
+            continue
+        if module.bias is not None and module.bias.dtype != module.weight.dtype:
             continue
         # A class swap, not a new module: the weight stays the very Parameter the embedding may be
         # tied to, and any hooks or attributes set on the module survive.
-        module.__class__ = RowBatchedLinear
+        module.__class__ = OneDnnLinear
         count += 1
     return count

@@ -6,10 +6,12 @@ forward passes explicit per-row ``position_ids`` and a 4-D attention mask, so ro
 lengths share one forward: ``decode`` reads the weights once for every decoding sequence, which
 is where batching gains on a memory-bound decode.
 Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it sees slots,
-token ids and positions, and returns logits. When built it retypes the model's fp32 CPU linears
-so that products over a few rows take BLAS's faster layout (:mod:`reference.engine.linear`).
+token ids and positions, and returns logits. When built it retypes the model's fp32/bf16 CPU
+linears to run as oneDNN's linear, which streams the weights far faster than MKL's sgemm here
+(:mod:`reference.engine.linear`).
 With ``compile=True`` decode goes through :class:`~reference.engine.compiled.CompiledDecoder`
-(the KV memory then has one extra scratch slot for padded rows); prefill and verify stay eager.
+for the batch sizes it compiled (on CPU one row; the KV memory then has one extra scratch slot
+for padded rows); larger steps, prefill and verify stay eager.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 
 from reference.engine.compiled import CompiledDecoder
 from reference.engine.kv import ForwardPlan, SlotKV
-from reference.engine.linear import use_row_batched_linears
+from reference.engine.linear import use_onednn_linears
 from reference.engine.steps import cache_keyword
 
 __all__ = ["ModelRunner"]
@@ -34,11 +36,11 @@ class ModelRunner:
         slots: int,
         capacity: int,
         compile: bool = False,
-        buckets: tuple[int, ...] | None = None,  # compiled batch sizes; default 1, 2, 4, ... slots
+        buckets: tuple[int, ...] | None = None,  # compiled batch sizes; default CPU (1,), CUDA 1, 2, 4, ...
     ) -> None:
         self.model = model
         self.device = model.device
-        use_row_batched_linears(model)  # few-row fp32 products weight-major (engine/linear.py)
+        use_onednn_linears(model)  # CPU float products through oneDNN (engine/linear.py)
         self.slots = slots
         self.capacity = capacity  # positions per slot: a sequence's prompt + output
         layers = int(model.config.get_text_config().num_hidden_layers)
@@ -64,7 +66,7 @@ class ModelRunner:
     @torch.inference_mode()
     def decode(self, slots: list[int], token_ids: list[int], positions: list[int]) -> torch.Tensor:
         """One token for each row at its own position, in one forward; returns logits [B, vocab]."""
-        if self.compiled is not None:
+        if self.compiled is not None and self.compiled.covers(len(slots)):
             return self.compiled.decode(slots, token_ids, positions)
         rows = torch.tensor(slots, dtype=torch.long, device=self.device)  # [B]
         pos = torch.tensor(positions, dtype=torch.long, device=self.device)[:, None]  # [B, 1]

@@ -1,0 +1,90 @@
+"""The runner's oneDNN linears compute what ``nn.Linear`` computes, on the tiny model's own modules.
+
+Speed is measured by ``python -m perf.linear_rows``, ``chatref perf`` and ``chatref perf load``,
+never here.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from reference.engine.linear import OneDnnLinear, onednn_available, use_onednn_linears
+from reference.engine.runner import ModelRunner
+from reference.loading import LoadedModel, LoadMode, load_model
+from reference.presets import TINY_MODEL, get_preset, materialize
+
+pytestmark = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> LoadedModel:
+    preset = get_preset(TINY_MODEL)
+    assert preset is not None
+    return load_model(materialize(preset), LoadMode(dtype="float32", device="cpu"))
+
+
+@pytest.fixture(scope="module")
+def runner(tiny: LoadedModel) -> ModelRunner:
+    return ModelRunner(tiny.model, slots=4, capacity=64)
+
+
+def test_the_runner_retypes_every_linear_and_keeps_the_head_tied(
+    tiny: LoadedModel, runner: ModelRunner
+) -> None:
+    linears = [m for m in tiny.model.modules() if isinstance(m, nn.Linear)]
+    assert linears and all(type(m) is OneDnnLinear for m in linears)
+    head = tiny.model.get_output_embeddings()
+    if tiny.model.config.tie_word_embeddings:
+        assert head.weight is tiny.model.get_input_embeddings().weight
+    assert use_onednn_linears(tiny.model) == 0  # a second runner over the same model changes nothing
+
+
+@pytest.mark.parametrize("rows", [1, 2, 8, 64, 300])
+def test_products_match_f_linear(tiny: LoadedModel, runner: ModelRunner, rows: int) -> None:
+    head = tiny.model.get_output_embeddings()
+    x = torch.randn(rows, 1, head.in_features, generator=torch.Generator().manual_seed(rows))  # [M, 1, in]
+    with torch.inference_mode():
+        got, want = head(x), F.linear(x, head.weight, head.bias)  # [M, 1, vocab]
+    assert got.shape == want.shape and got.is_contiguous()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_one_row_of_a_batched_step_equals_that_row_alone(runner: ModelRunner) -> None:
+    for slot in range(3):
+        runner.prefill(slot, list(range(10 + slot, 30 + slot)), 0)
+    both = runner.decode([0, 1, 2], [5, 6, 7], [20, 20, 20])  # [3, vocab]
+    alone = runner.decode([1], [6], [20])  # [1, vocab]
+    torch.testing.assert_close(both[1], alone[0], rtol=1e-4, atol=1e-4)
+    assert int(both[1].argmax()) == int(alone[0].argmax())
+
+
+def test_bf16_with_a_bias_and_a_three_d_input() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 8).to(torch.bfloat16))
+    assert use_onednn_linears(model) == 1 and type(model[0]) is OneDnnLinear
+    x = torch.randn(2, 3, 16, dtype=torch.bfloat16)  # [B, T, in]
+    with torch.inference_mode():
+        got = model[0](x)
+    want = F.linear(x.float(), model[0].weight.float(), model[0].bias.float())
+    assert got.shape == (2, 3, 8)
+    torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
+
+
+def test_with_autograd_it_is_a_plain_linear() -> None:
+    lin = nn.Linear(4, 3)
+    use_onednn_linears(nn.Sequential(lin))
+    x = torch.randn(2, 4, requires_grad=True)
+    lin(x).sum().backward()  # oneDNN's inference op records no graph; the fallback does
+    assert x.grad is not None and x.grad.shape == (2, 4)
+
+
+def test_other_dtypes_and_module_types_are_left_alone() -> None:
+    class Custom(nn.Linear):
+        pass
+
+    model = nn.Sequential(nn.Linear(4, 4).to(torch.float16), Custom(4, 4), nn.Linear(4, 4))
+    assert use_onednn_linears(model) == 1
+    assert type(model[0]) is nn.Linear and type(model[1]) is Custom and type(model[2]) is OneDnnLinear
