@@ -103,6 +103,8 @@ def test_queue_limit_refuses_past_running_and_waiting(make_engine: Any) -> None:
 def test_long_prefill_is_chunked_between_running_decodes(make_engine: Any) -> None:
     engine = make_engine(max_running=4, max_prefill_tokens=32)
     order: list[str] = []
+    forwards: list[int] = []  # sequences in each forward
+    engine.forward_hook = lambda round_: forwards.append(len(round_.decode))
 
     async def follow(name: str, handle: SequenceHandle) -> None:
         async for _ in handle:
@@ -119,8 +121,10 @@ def test_long_prefill_is_chunked_between_running_decodes(make_engine: Any) -> No
 
     run(main())
     between = order[order.index("long submitted") : order.index("long")]
-    # 400 prompt tokens in 32-token chunks take 13 rounds; the short stream decodes in each
+    # 400 prompt tokens in 32-token chunks take 13 rounds; the short stream decodes in each,
+    # in the same (packed) forward as the chunk
     assert between.count("short") >= 11, order
+    assert forwards.count(2) >= 11, forwards
 
 
 def test_cancelling_one_sequence_leaves_the_batch_running(make_engine: Any) -> None:

@@ -2,9 +2,11 @@
 
 Requests arrive from the event loop through :meth:`Engine.submit`; tokens go back to each
 request's :class:`SequenceHandle`, so model work never blocks the loop. Each round: drop
-cancelled sequences, admit within the slot budget (copying reused prefixes), prefill prompt
-chunks, run **one forward for every decoding sequence**, sample row by row with each request's
-own parameters, and commit. A model served in a speculative mode advances a greedy sequence by
+cancelled sequences, admit within the slot budget (copying reused prefixes), then run **one
+forward for every decoding sequence and the round's prompt chunks together** (packed, as vLLM's
+chunked prefill; a decode-only round is one batched forward), sample row by row with each
+request's own parameters, and commit. A chunk that scores its prompt (``prompt_logprobs``) needs
+every position's logits and runs alone. A model served in a speculative mode advances a greedy sequence by
 one verify forward per round (:func:`reference.engine.speculative.verify_step`); sequences whose
 tokens speculation could change (sampling, penalties, logprobs, a grammar) decode in the batch.
 
@@ -284,9 +286,16 @@ class Engine:
                 self.runner.copy_prefix(a.copy_from, a.slot, a.reused)
 
     def _step(self, plan: Round) -> None:
-        if plan.decode:
+        alone = [(seq, n) for seq, n in plan.prefill if seq.params.prompt_logprobs is not None]
+        chunks = [(seq, n) for seq, n in plan.prefill if seq.params.prompt_logprobs is None]
+        if not self.runner.can_pack or not chunks or (len(chunks) == 1 and not plan.decode):
+            alone, chunks = plan.prefill, []
+        if chunks:
+            seqs = [*plan.decode, *(seq for seq, _ in chunks)]
+            self._guarded(seqs, functools.partial(self._packed, plan.decode, chunks))
+        elif plan.decode:
             self._guarded(plan.decode, functools.partial(self._decode, plan.decode))
-        for seq, n in plan.prefill:
+        for seq, n in alone:
             self._guarded([seq], functools.partial(self._prefill, seq, n))
         for seq in plan.speculative:
             self._guarded([seq], functools.partial(self._speculate, seq))
@@ -313,7 +322,11 @@ class Engine:
             targets = seq.prompt_ids[seq.computed + 1 : seq.computed + n + 1]
             seq.handle.post(PromptLogprobs(seq.computed + 1, prompt_logprobs(rows, targets, k)))
             logits = rows[-1]
-        self._scheduler.slots.extend(seq.slot, chunk)
+        self._prefilled(seq, n, logits)
+
+    def _prefilled(self, seq: Sequence, n: int, logits: Any) -> None:
+        """``n`` more prompt tokens are in the slot; the last prompt token's logits give a token."""
+        self._scheduler.slots.extend(seq.slot, seq.prompt_ids[seq.computed : seq.computed + n])
         seq.computed += n
         if seq.prompt_left == 0:
             self._commit(seq, [self._sample(seq, logits)])
@@ -324,9 +337,23 @@ class Engine:
             [s.slot for s in seqs], [s.last_token for s in seqs], [s.computed for s in seqs]
         )  # [B, vocab]
         for seq, row in zip(seqs, logits, strict=True):
-            self._scheduler.slots.extend(seq.slot, [seq.last_token])
-            seq.computed += 1
-            self._commit(seq, [self._sample(seq, row)])
+            self._decoded(seq, row)
+
+    def _decoded(self, seq: Sequence, logits: Any) -> None:
+        self._scheduler.slots.extend(seq.slot, [seq.last_token])
+        seq.computed += 1
+        self._commit(seq, [self._sample(seq, logits)])
+
+    def _packed(self, decoding: list[Sequence], chunks: list[tuple[Sequence, int]]) -> None:
+        """The decoding sequences' next tokens and the prompt chunks, in one packed forward."""
+        pieces = [(seq.slot, [seq.last_token], seq.computed) for seq in decoding]
+        for seq, n in chunks:
+            pieces.append((seq.slot, seq.prompt_ids[seq.computed : seq.computed + n], seq.computed))
+        logits = self.runner.packed(pieces)  # [P, vocab]: decode rows, then each chunk's last position
+        for seq, row in zip(decoding, logits, strict=False):
+            self._decoded(seq, row)
+        for (seq, n), row in zip(chunks, logits[len(decoding) :], strict=True):
+            self._prefilled(seq, n, row)
 
     def _speculate(self, seq: Sequence) -> None:
         assert self.speculative is not None and seq.proposer is not None

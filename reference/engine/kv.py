@@ -2,11 +2,15 @@
 
 A transformers ``Cache`` whose ``update`` writes each forward's new keys/values at the positions
 the runner planned for it (:meth:`SlotKV.plan`) and returns the slots' keys/values up to the
-longest row, for attention under the runner's own mask. Rows of one forward may sit at different
-positions (per-row ``position_ids``), so admitting a sequence never rebuilds anyone else's cache,
-and rolling back rejected speculative tokens is just a shorter length. Buffers are allocated on
-the first forward (their dtype and head shape come from the model's own keys) and grow by
-doubling up to ``max_capacity``, so memory follows use and stays within the budget.
+longest row, for attention under the runner's own mask. A *packed* forward (one row holding
+several sequences' tokens: decode tokens and prompt chunks together) writes each token at its own
+slot and position and returns the whole layer's memory, which the packed attention
+(:mod:`reference.engine.packed`) reads piece by piece. Rows of one
+forward may sit at different positions (per-row ``position_ids``), so admitting a sequence never
+rebuilds anyone else's cache, and rolling back rejected speculative tokens is just a shorter
+length. Buffers are allocated on the first forward (their dtype and head shape come from the
+model's own keys) and grow by doubling up to ``max_capacity``, so memory follows use and stays
+within the budget.
 
 Knows nothing of sequences, sampling or scheduling: it sees slot indices and positions.
 """
@@ -24,13 +28,18 @@ __all__ = ["ForwardPlan", "SlotKV"]
 
 @dataclass(frozen=True)
 class ForwardPlan:
-    """Where one forward's keys/values go: rows [B] are slots; positions [B, T]; attend to kv_len."""
+    """Where one forward's keys/values go: rows [B] are slots; positions [B, T]; attend to kv_len.
 
-    rows: torch.Tensor  # [B] long
-    positions: torch.Tensor  # [B, T] long
+    Packed: one row of N tokens from several slots; ``rows`` [N] is each token's slot and
+    ``positions`` [1, N] its position; the update returns every slot's memory.
+    """
+
+    rows: torch.Tensor  # [B] long (packed: [N])
+    positions: torch.Tensor  # [B, T] long (packed: [1, N])
     kv_len: int
     span: tuple[int, int] | None = None  # rows are exactly slots lo..hi-1: a view, no gather
     start: int | None = None  # one row at positions start..start+T-1: a slice write
+    packed: bool = False
 
 
 class SlotKV(Cache):
@@ -101,6 +110,9 @@ class SlotKV(Cache):
             _, h, _, d = new.shape
             buf = store[layer] = new.new_zeros(self.num_slots, h, self.capacity, d)
         new = new.to(buf.dtype)
+        if plan.packed:  # [1, H, N, D]: token n → buf[rows[n], :, positions[0, n]]
+            buf[plan.rows, :, plan.positions[0]] = new[0].transpose(0, 1)
+            return buf  # [slots, H, capacity, D]
         if plan.start is not None:  # one row, consecutive positions
             slot, t = int(plan.rows[0]), new.shape[2]
             buf[slot, :, plan.start : plan.start + t] = new[0]

@@ -4,7 +4,10 @@ Owns the model and its :class:`~reference.engine.kv.SlotKV`, and is the only eng
 runs the served model (a draft model's forwards are :mod:`reference.engine.steps`'). Every
 forward passes explicit per-row ``position_ids`` and a 4-D attention mask, so rows at different
 lengths share one forward: ``decode`` reads the weights once for every decoding sequence, which
-is where batching gains on a memory-bound decode.
+is where batching gains on a memory-bound decode. ``packed`` goes further, as vLLM's chunked
+prefill does: decode tokens and prompt chunks of several slots run as one row of tokens, each
+attending only to its own slot's keys, so a round that prefills while others decode reads the
+weights once, not once per part.
 Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it sees slots,
 token ids and positions, and returns logits. When built it retypes the model's fp32/bf16 CPU
 linears to run as oneDNN's linear, which streams the weights far faster than MKL's sgemm here
@@ -16,6 +19,7 @@ for padded rows); larger steps, prefill and verify stay eager.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import torch
@@ -23,6 +27,7 @@ import torch
 from reference.engine.compiled import CompiledDecoder
 from reference.engine.kv import ForwardPlan, SlotKV
 from reference.engine.linear import use_onednn_linears
+from reference.engine.packed import Pieces, packable, packed_attention_for
 from reference.engine.steps import cache_keyword
 
 __all__ = ["ModelRunner"]
@@ -52,6 +57,7 @@ class ModelRunner:
         # sdpa takes a boolean mask; eager attention adds the mask to its scores
         self._bool_mask = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
         self._layer_types: list[str] | None = getattr(model.config.get_text_config(), "layer_types", None)
+        self._packable = packable(model)
 
     @torch.inference_mode()
     def prefill(self, slot: int, token_ids: list[int], start: int) -> torch.Tensor:
@@ -79,6 +85,34 @@ class ModelRunner:
         plan = ForwardPlan(rows, pos, kv_len, span=span)
         ids = torch.tensor(token_ids, dtype=torch.long, device=self.device)[:, None]  # [B, 1]
         return self._forward(ids, plan, keep=1)[:, -1]  # [B, vocab]
+
+    @property
+    def can_pack(self) -> bool:
+        """Whether :meth:`packed` serves this model: see :func:`reference.engine.packed.packable`."""
+        return self._packable
+
+    @torch.inference_mode()
+    def packed(self, pieces: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        """Several slots' ``(slot, token_ids, start)`` in one forward, decode rows (one token) first,
+        then prompt chunks; returns each piece's last-position logits [P, vocab]."""
+        dev = self.device
+        ids = [t for _, token_ids, _ in pieces for t in token_ids]
+        rows = torch.tensor([s for s, t, _ in pieces for _ in t], dtype=torch.long, device=dev)  # [N]
+        pos = torch.tensor([p for _, t, a in pieces for p in range(a, a + len(t))], device=dev)  # [N]
+        last = torch.tensor(list(itertools.accumulate(len(t) for _, t, _ in pieces)), device=dev) - 1  # [P]
+        self.kv.reserve(max(start + len(t) for _, t, start in pieces))
+        plan = ForwardPlan(rows, pos[None, :], kv_len=0, packed=True)
+        self.kv.plan(plan)
+        with packed_attention_for(self.model):
+            out = self.model(
+                input_ids=torch.tensor([ids], dtype=torch.long, device=dev),  # [1, N]
+                position_ids=plan.positions,
+                use_cache=True,
+                logits_to_keep=last,
+                chatref_pieces=Pieces.plan(pieces, dev),
+                **{self._cache_kw: self.kv},
+            )
+        return out.logits[0].float()  # [P, vocab]
 
     @torch.inference_mode()
     def copy_prefix(self, src: int, dst: int, length: int) -> None:
