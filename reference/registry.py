@@ -141,6 +141,7 @@ class Registry:
                 "running": e.num_running,
                 "waiting": e.num_waiting,
                 "kv_usage": round(e.kv_usage, 4),
+                "kv_bytes": e.kv_bytes,
                 "prefix_cache_queries": e.stats.prefix_queries,
                 "prefix_cache_hits": e.stats.prefix_hits,
                 "worker_restarts": e.stats.worker_restarts,

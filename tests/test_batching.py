@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from reference.presets import get_preset, materialize
 from tests.helpers import DEFAULT, TIMEOUT, TINY, chat_body, complete
 from tests.server import RunningServer, serve
 
@@ -73,6 +75,13 @@ def test_kv_budget_is_the_context_limit(tight: RunningServer) -> None:
         unbounded = {k: v for k, v in chat_body().items() if k != "max_tokens"}  # as much as fits
         ok = c.post("/v1/chat/completions", json={**unbounded, "logit_bias": {"2": -100}}).json()
         assert ok["usage"]["total_tokens"] == 256 and ok["choices"][0]["finish_reason"] == "length"
+        # the KV memory /health reports is the budget's 256 positions of the one slot, no more
+        preset = get_preset(TINY)
+        assert preset is not None
+        config = json.loads((materialize(preset) / "config.json").read_text())
+        layers, heads, dim = config["num_hidden_layers"], config["num_key_value_heads"], config["head_dim"]
+        per_position = 2 * layers * heads * dim * 4  # fp32 keys and values
+        assert c.get("/health").json()["engines"][TINY]["kv_bytes"] == 256 * per_position
 
 
 @pytest.mark.slow

@@ -30,11 +30,12 @@ def test_packed_rounds_equal_separate_forwards(tiny: LoadedModel) -> None:
     packed = ModelRunner(tiny.model, slots=4, capacity=256)
     assert packed.can_pack
     # slots 0 and 1 are decoding; slot 2's 90-token prompt arrives in chunks of 40, 40 and 10,
-    # and slot 3's whole prompt comes in the second round beside them
+    # and slot 3's prompt in the second round beside them, all but its last token, which comes
+    # alone in the third (as after a prefix-cache hit): a one-token chunk after a longer one
     last = {r: int(torch.argmax(separate.prefill(r, PROMPTS[r], 0))) for r in (0, 1)}
     assert last == {r: int(torch.argmax(packed.prefill(r, PROMPTS[r], 0))) for r in (0, 1)}
     pos = {0: len(PROMPTS[0]), 1: len(PROMPTS[1])}
-    rounds = [[(2, 0, 40)], [(2, 40, 40), (3, 0, len(PROMPTS[3]))], [(2, 80, 10)], [], []]
+    rounds = [[(2, 0, 40)], [(2, 40, 40), (3, 0, len(PROMPTS[3]) - 1)], [(2, 80, 10), (3, 22, 1)], [], []]
     for chunks in rounds:
         want = [*separate.decode([0, 1], [last[0], last[1]], [pos[0], pos[1]])]
         want += [separate.prefill(s, PROMPTS[s][a : a + n], a) for s, a, n in chunks]

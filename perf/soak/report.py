@@ -165,6 +165,10 @@ def summary_rows(doc: dict[str, Any]) -> list[tuple[str, str, str]]:
         ("server RSS before/after", f"{_mb(rss['before'])} / {_mb(rss['after'])}", "info"),
         ("RSS growth", _mb(rss["growth"]), "info"),
     ]
+    engines = doc.get("engines_after") or {}
+    kv = sum(int(e.get("kv_bytes", 0)) for e in engines.values())
+    if kv:  # the KV memory grows with use up to its budget: part of the RSS growth, not a leak
+        rows.append(("KV memory allocated after", _mb(kv // 1024), "info"))
     half = [t for t in rss.get("trace", []) if t["requests"] * 2 >= doc["requests_sent"]]
     if half and isinstance(rss["after"], int):  # growth that stops early is a high-water mark, not a leak
         rows.append(("RSS growth, second half", _mb(rss["after"] - half[0]["kb"]), "info"))

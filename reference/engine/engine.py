@@ -214,6 +214,11 @@ class Engine:
             stored = self._scheduler.slots.stored_tokens()
         return stored / (self.runner.slots * self.context_length)
 
+    @property
+    def kv_bytes(self) -> int:
+        """Bytes of KV memory allocated now: it grows by doubling with use, up to the budget."""
+        return self.runner.kv_bytes()
+
     def close(self, timeout: float = 5.0) -> None:
         with self._cv:
             self._closed = True

@@ -52,7 +52,8 @@ class Chunk:
 
 @dataclass(frozen=True)
 class Pieces:
-    """Where a packed row's pieces sit: decode rows (one token each) first, then prompt chunks."""
+    """Where a packed row's pieces sit: one-token pieces (decode rows, a prompt's last token)
+    first, then longer prompt chunks."""
 
     decode_tokens: int  # the first B tokens of the row are decode rows
     decode_slots: torch.Tensor  # [B]
@@ -63,9 +64,10 @@ class Pieces:
 
     @classmethod
     def plan(cls, pieces: list[tuple[int, list[int], int]], device: torch.device) -> Pieces:
-        """From the runner's ``(slot, token_ids, start)`` pieces, decode rows (one token) first."""
+        """From the runner's ``(slot, token_ids, start)`` pieces, those of one token first."""
         decode = [(slot, start) for slot, ids, start in pieces if len(ids) == 1]
-        assert all(len(ids) == 1 for _, ids, _ in pieces[: len(decode)]), "decode rows come first"
+        if any(len(ids) == 1 for _, ids, _ in pieces[len(decode) :]):
+            raise ValueError("one-token pieces must come first")
         slots = [slot for slot, _ in decode]
         ends = [start + 1 for _, start in decode]
         longest = max(ends, default=0)

@@ -93,14 +93,18 @@ class ModelRunner:
 
     @torch.inference_mode()
     def packed(self, pieces: list[tuple[int, list[int], int]]) -> torch.Tensor:
-        """Several slots' ``(slot, token_ids, start)`` in one forward, decode rows (one token) first,
-        then prompt chunks; returns each piece's last-position logits [P, vocab]."""
+        """Several slots' ``(slot, token_ids, start)`` in one forward: a decode row is a piece of one
+        token, a prompt chunk usually a longer one. Returns each piece's last-position logits
+        [P, vocab], in the order given."""
         dev = self.device
-        ids = [t for _, token_ids, _ in pieces for t in token_ids]
-        rows = torch.tensor([s for s, t, _ in pieces for _ in t], dtype=torch.long, device=dev)  # [N]
-        pos = torch.tensor([p for _, t, a in pieces for p in range(a, a + len(t))], device=dev)  # [N]
-        last = torch.tensor(list(itertools.accumulate(len(t) for _, t, _ in pieces)), device=dev) - 1  # [P]
-        self.kv.reserve(max(start + len(t) for _, t, start in pieces))
+        # one-token pieces (decode rows, or a prompt's last token) first: attention batches them
+        order = sorted(range(len(pieces)), key=lambda i: len(pieces[i][1]) > 1)
+        ordered = [pieces[i] for i in order]
+        ids = [t for _, token_ids, _ in ordered for t in token_ids]
+        rows = torch.tensor([s for s, t, _ in ordered for _ in t], dtype=torch.long, device=dev)  # [N]
+        pos = torch.tensor([p for _, t, a in ordered for p in range(a, a + len(t))], device=dev)  # [N]
+        last = torch.tensor(list(itertools.accumulate(len(t) for _, t, _ in ordered)), device=dev) - 1  # [P]
+        self.kv.reserve(max(start + len(t) for _, t, start in ordered))
         plan = ForwardPlan(rows, pos[None, :], kv_len=0, packed=True)
         self.kv.plan(plan)
         with packed_attention_for(self.model):
@@ -109,10 +113,13 @@ class ModelRunner:
                 position_ids=plan.positions,
                 use_cache=True,
                 logits_to_keep=last,
-                chatref_pieces=Pieces.plan(pieces, dev),
+                chatref_pieces=Pieces.plan(ordered, dev),
                 **{self._cache_kw: self.kv},
             )
-        return out.logits[0].float()  # [P, vocab]
+        logits = out.logits[0].float()  # [P, vocab], in ``ordered``'s order
+        back = torch.empty(len(order), dtype=torch.long, device=dev)
+        back[torch.tensor(order, device=dev)] = torch.arange(len(order), device=dev)
+        return logits[back]
 
     @torch.inference_mode()
     def copy_prefix(self, src: int, dst: int, length: int) -> None:

@@ -9,7 +9,8 @@ Reads each engine's public figures:
 
 - ``num_running`` and ``num_waiting`` for ``chatref:num_requests_running`` /
   ``chatref:num_requests_waiting``;
-- ``kv_usage`` (0..1) for ``chatref:kv_cache_usage_perc``;
+- ``kv_usage`` (0..1) for ``chatref:kv_cache_usage_perc``, and ``kv_bytes`` (the KV memory
+  allocated, which grows with use up to the budget) for ``chatref:kv_cache_bytes``;
 - ``prefix_cache_queries`` / ``prefix_cache_hits`` (token counts) for
   ``chatref:prefix_cache_queries_total`` / ``chatref:prefix_cache_hits_total``. They restart from
   zero with a reloaded model, which ``rate()`` treats as a counter reset.
@@ -38,6 +39,7 @@ _GAUGES = {
     "num_requests_running": "Sequences the engine is generating for, per loaded model.",
     "num_requests_waiting": "Sequences queued in the engine and not generating yet, per loaded model.",
     "kv_cache_usage_perc": "Fraction of the engine's KV cache in use, 0..1.",
+    "kv_cache_bytes": "Bytes of KV memory the engine has allocated (it grows with use up to the budget).",
 }
 _COUNTERS = {
     "prefix_cache_queries": "Prompt tokens looked up in the prefix cache.",
@@ -48,6 +50,7 @@ _SOURCES: dict[str, tuple[str, Callable[[list[float]], float]]] = {
     "num_requests_running": ("num_running", sum),
     "num_requests_waiting": ("num_waiting", sum),
     "kv_cache_usage_perc": ("kv_usage", max),
+    "kv_cache_bytes": ("kv_bytes", sum),
     "prefix_cache_queries": ("prefix_cache_queries", sum),
     "prefix_cache_hits": ("prefix_cache_hits", sum),
 }
