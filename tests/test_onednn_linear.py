@@ -11,7 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reference.engine.linear import OneDnnLinear, onednn_available, use_onednn_linears
+from reference.engine.linear import (
+    OneDnnLinear,
+    onednn_available,
+    row_bucket,
+    use_onednn_linears,
+    warm_onednn_linears,
+)
 from reference.engine.runner import ModelRunner
 from reference.loading import LoadedModel, LoadMode, load_model
 from reference.presets import TINY_MODEL, get_preset, materialize
@@ -88,3 +94,37 @@ def test_other_dtypes_and_module_types_are_left_alone() -> None:
     model = nn.Sequential(nn.Linear(4, 4).to(torch.float16), Custom(4, 4), nn.Linear(4, 4))
     assert use_onednn_linears(model) == 1
     assert type(model[0]) is nn.Linear and type(model[1]) is Custom and type(model[2]) is OneDnnLinear
+
+
+@pytest.mark.parametrize("exact", [8, 72])
+def test_row_buckets_waste_at_most_an_eighth_and_hold_eight_per_doubling(exact: int) -> None:
+    for rows in range(1, 4097):
+        bucket = row_bucket(rows, exact)
+        assert rows <= bucket <= rows * 9 / 8
+        assert bucket == rows if rows <= exact else row_bucket(bucket, exact) == bucket
+    for lo in (128, 256, 512, 1024, 2048):  # above the exact range the kernels per shape are bounded
+        assert len({row_bucket(r, exact) for r in range(lo + 1, 2 * lo + 1)}) == 8
+
+
+def test_warming_compiles_each_shape_once_and_wider_products_still_match() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 48), nn.Linear(32, 48), nn.Linear(48, 32, bias=False))
+    assert use_onednn_linears(model) == 3
+    assert warm_onednn_linears(model, 12) == 2 * 12  # two shapes; the second (32, 48) shares the first's
+    assert all(m.exact_rows == 12 for m in model)
+    second = model[1]
+    assert isinstance(second, OneDnnLinear)
+    for rows in (5, 12, 13, 100):  # 13 and 100 run padded to 14 and 104 rows
+        x = torch.randn(rows, 32)
+        with torch.inference_mode():
+            got = second(x)
+        assert got.shape == (rows, 48) and got.is_contiguous()
+        torch.testing.assert_close(got, F.linear(x, second.weight, second.bias), rtol=1e-5, atol=1e-5)
+
+
+def test_a_runner_built_with_warm_rows_runs_that_many_rows_unpadded(tiny: LoadedModel) -> None:
+    ModelRunner(tiny.model, slots=2, capacity=64, warm_rows=20)
+    head = tiny.model.get_output_embeddings()
+    body = [m for m in tiny.model.modules() if isinstance(m, OneDnnLinear) and m is not head]
+    assert body and all(m.exact_rows == 20 for m in body)
+    assert head.exact_rows == 3  # only one position per slot reaches the head in a round

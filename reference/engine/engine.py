@@ -105,12 +105,13 @@ class Engine:
 
     def _runner(self, model: Any, slots: int, compile: bool) -> ModelRunner:
         """The model's runner; compiled now when asked and the model allows (else eager, logged)."""
+        rows = self.config.max_prefill_tokens + slots  # the widest usual forward: a chunk and the decode rows
         reason = compile_unsupported(model) if compile else None
         if reason is not None:
             log.warning("%s: not compiling the decode step (%s); decoding eager", self.name, reason)
         if not compile or reason is not None:
-            return ModelRunner(model, slots=slots, capacity=self.context_length)
-        runner = ModelRunner(model, slots=slots, capacity=self.context_length, compile=True)
+            return ModelRunner(model, slots=slots, capacity=self.context_length, warm_rows=rows)
+        runner = ModelRunner(model, slots=slots, capacity=self.context_length, compile=True, warm_rows=rows)
         assert runner.compiled is not None
         buckets = ", ".join(map(str, runner.compiled.buckets))
         log.info("%s: compiling the decode step for batch %s (cache %s)", self.name, buckets,
@@ -119,7 +120,7 @@ class Engine:
             seconds = runner.compiled.warm_up(lambda line: log.info("%s: %s", self.name, line))
         except Exception:  # no C++ compiler, an inductor bug: serve eager rather than not at all
             log.exception("%s: compiling the decode step failed; decoding eager", self.name)
-            return ModelRunner(model, slots=slots, capacity=self.context_length)
+            return ModelRunner(model, slots=slots, capacity=self.context_length, warm_rows=rows)
         log.info("%s: decode step compiled in %.1f s", self.name, seconds)
         return runner
 

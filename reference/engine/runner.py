@@ -11,7 +11,8 @@ weights once, not once per part.
 Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it sees slots,
 token ids and positions, and returns logits. When built it retypes the model's fp32/bf16 CPU
 linears to run as oneDNN's linear, which streams the weights far faster than MKL's sgemm here
-(:mod:`reference.engine.linear`).
+(:mod:`reference.engine.linear`), and compiles those kernels for forwards of up to ``warm_rows``
+tokens, so the kernel caches are filled once, at load.
 With ``compile=True`` decode goes through :class:`~reference.engine.compiled.CompiledDecoder`
 for the batch sizes it compiled (on CPU one row; the KV memory then has one extra scratch slot
 for padded rows); larger steps, prefill and verify stay eager.
@@ -26,7 +27,7 @@ import torch
 
 from reference.engine.compiled import CompiledDecoder
 from reference.engine.kv import ForwardPlan, SlotKV
-from reference.engine.linear import use_onednn_linears
+from reference.engine.linear import use_onednn_linears, warm_onednn_linears
 from reference.engine.packed import Pieces, packable, packed_attention_for
 from reference.engine.steps import cache_keyword
 
@@ -42,10 +43,13 @@ class ModelRunner:
         capacity: int,
         compile: bool = False,
         buckets: tuple[int, ...] | None = None,  # compiled batch sizes; default CPU (1,), CUDA 1, 2, 4, ...
+        warm_rows: int = 0,  # compile the oneDNN kernels for forwards of up to this many tokens now
     ) -> None:
         self.model = model
         self.device = model.device
         use_onednn_linears(model)  # CPU float products through oneDNN (engine/linear.py)
+        if warm_rows:  # its kernels for every row bucket now, not mid-stream (and RSS flat after)
+            warm_onednn_linears(model, warm_rows, head_rows=slots + 1)
         self.slots = slots
         self.capacity = capacity  # positions per slot: a sequence's prompt + output
         layers = int(model.config.get_text_config().num_hidden_layers)
