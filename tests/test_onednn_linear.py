@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reference.engine.linear import (
+    MAX_EXACT_ROWS,
     OneDnnLinear,
     onednn_available,
     row_bucket,
@@ -112,6 +113,8 @@ def test_warming_compiles_each_shape_once_and_wider_products_still_match() -> No
     assert use_onednn_linears(model) == 3
     assert warm_onednn_linears(model, 12) == 2 * 12  # two shapes; the second (32, 48) shares the first's
     assert all(m.exact_rows == 12 for m in model)
+    assert warm_onednn_linears(model, 10_000) == 2 * MAX_EXACT_ROWS  # a huge budget: a bounded range
+    assert all(m.exact_rows == MAX_EXACT_ROWS for m in model)
     second = model[1]
     assert isinstance(second, OneDnnLinear)
     for rows in (5, 12, 13, 100):  # 13 and 100 run padded to 14 and 104 rows

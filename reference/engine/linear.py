@@ -35,9 +35,20 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-__all__ = ["OneDnnLinear", "onednn_available", "row_bucket", "use_onednn_linears", "warm_onednn_linears"]
+__all__ = [
+    "MAX_EXACT_ROWS",
+    "OneDnnLinear",
+    "onednn_available",
+    "row_bucket",
+    "use_onednn_linears",
+    "warm_onednn_linears",
+]
 
 _DTYPES = (torch.float32, torch.bfloat16)
+# The widest exact range warmed: 128 row counts x ~4 shapes x ~0.65 MiB is ~330 MiB of kernels
+# already, and a user's --max-prefill-tokens 2048 would otherwise take minutes to warm and
+# overflow the caches' 1,024 entries. Wider products use the bounded buckets.
+MAX_EXACT_ROWS = 128
 
 
 def onednn_available() -> bool:
@@ -92,16 +103,18 @@ def use_onednn_linears(model: nn.Module) -> int:
 
 @torch.inference_mode()
 def warm_onednn_linears(model: nn.Module, max_rows: int, *, head_rows: int | None = None) -> int:
-    """Compile every :class:`OneDnnLinear` shape's kernels for 1..``max_rows`` rows now and run those
-    row counts unpadded from then on; returns how many products ran. The output head (only the
-    positions that need logits reach it: one per sequence in a round) gets ``head_rows`` if given."""
+    """Compile every :class:`OneDnnLinear` shape's kernels for 1..``max_rows`` rows (at most
+    :data:`MAX_EXACT_ROWS`) now and run those row counts unpadded from then on; returns how many
+    products ran. The output head gets ``head_rows`` if given: only the positions that need logits
+    reach it, one per sequence in a round."""
     head = model.get_output_embeddings() if isinstance(model, PreTrainedModel) else None
+    max_rows = min(max_rows, MAX_EXACT_ROWS)
     seen: set[tuple[int, int, torch.dtype, bool]] = set()
     count = 0
     for module in model.modules():
         if not isinstance(module, OneDnnLinear):
             continue
-        rows = head_rows if module is head and head_rows is not None else max_rows
+        rows = min(head_rows, max_rows) if module is head and head_rows is not None else max_rows
         module.exact_rows = max(module.exact_rows or 0, rows)
         key = (module.in_features, module.out_features, module.weight.dtype, module.bias is not None)
         if key in seen:  # the kernel caches are keyed by shape, not by weight
