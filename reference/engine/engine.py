@@ -94,6 +94,10 @@ class Engine:
         per_slot = context_length if kv_cache_tokens is None else max(2, kv_cache_tokens // slots)
         self.context_length = min(context_length, per_slot)  # prompt + output of one sequence
         self.runner = self._runner(model, slots, compile)
+        if self.runner.warmed:
+            runner = self.runner
+            log.info("%s: oneDNN kernels for %d (shape, rows) pairs compiled in %.1f s",
+                     self.name, runner.warmed, runner.warm_seconds)  # fmt: skip
         self.stats = EngineStats()
         self._scheduler = Scheduler(self.config)
         self._cv = threading.Condition()

@@ -21,6 +21,7 @@ for padded rows); larger steps, prefill and verify stay eager.
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import torch
@@ -48,8 +49,10 @@ class ModelRunner:
         self.model = model
         self.device = model.device
         use_onednn_linears(model)  # CPU float products through oneDNN (engine/linear.py)
-        if warm_rows:  # its kernels for every row bucket now, not mid-stream (and RSS flat after)
-            warm_onednn_linears(model, warm_rows, head_rows=slots + 1)
+        started = time.perf_counter()
+        # their kernels for every row count a round uses now, not mid-stream (and RSS flat after)
+        self.warmed = warm_onednn_linears(model, warm_rows, head_rows=slots + 1) if warm_rows else 0
+        self.warm_seconds = time.perf_counter() - started
         self.slots = slots
         self.capacity = capacity  # positions per slot: a sequence's prompt + output
         layers = int(model.config.get_text_config().num_hidden_layers)
