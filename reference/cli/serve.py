@@ -99,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-prefill-tokens",
         type=int,
         default=64,
-        help="prompt tokens computed per round while other requests decode (default: 64)",
+        help="prompt tokens computed per round while other requests decode; on CPU the kernels for "
+        "up to this + --max-running rows are compiled at load (default: 64)",
     )
     batch.add_argument(
         "--kv-cache-tokens",
