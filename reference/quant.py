@@ -9,7 +9,8 @@ stays in the load dtype because a lookup reads one row) becomes :class:`Int8Line
 weights [out, in] with one bf16 scale per output row, multiplied by
 ``torch._weight_int8pack_mm``. That kernel is fast only with bf16 activations on CPU (measured
 here: ~3.8x an fp32 matvec over 16 MiB+ weights; with fp32 activations it is ~6x *slower*), so
-the layer casts its input to bf16 and its output back; the rest of the model keeps its dtype.
+the layer casts its input to bf16 and its output back; the rest of the model keeps its dtype,
+in memory of its own rather than in the checkpoint's file mapping (see ``_own_float_tensors``).
 """
 
 from __future__ import annotations
@@ -77,7 +78,21 @@ def quantize_int8_(model: nn.Module) -> nn.Module:
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "tie_word_embeddings", False):
         config.tie_word_embeddings = False  # the LM head is int8 now; the embedding keeps its dtype
+    _own_float_tensors(model)
     return model
+
+
+@torch.no_grad()
+def _own_float_tensors(model: nn.Module) -> None:
+    """Give the float tensors that stay (embedding, norms, biases) memory of their own.
+
+    From safetensors they are views of the checkpoint's file mapping, and that one mapping holds
+    every page quantization read, so the fp32 linears stayed resident beside their int8 copies:
+    the default model's int8 process kept 608 MiB of file pages, 1018 MiB RSS against 613 after.
+    """
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if tensor.is_floating_point() and tensor.device.type == "cpu":
+            tensor.data = tensor.data.clone()
 
 
 def _drop_cast_warning(record: logging.LogRecord) -> bool:
