@@ -144,6 +144,7 @@ class Registry:
                 "kv_bytes": e.kv_bytes,
                 "prefix_cache_queries": e.stats.prefix_queries,
                 "prefix_cache_hits": e.stats.prefix_hits,
+                "prompt_cache_usage": round(e.prompt_cache_usage, 4),
                 "worker_restarts": e.stats.worker_restarts,
                 "worker_deaths": e.stats.worker_deaths,
                 "worker_alive": e.stats.worker_alive,

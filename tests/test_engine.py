@@ -201,7 +201,7 @@ def test_prefix_cache_reuses_prompts_without_changing_greedy_output(make_engine:
 
 
 def test_prefix_eviction_under_a_small_budget(make_engine: Any) -> None:
-    engine = make_engine(max_running=1)
+    engine = make_engine(max_running=1, prompt_cache_mib=0)
     a, b = prompt(1, 30), prompt(2, 30)
 
     async def main() -> list[int]:
@@ -212,7 +212,28 @@ def test_prefix_eviction_under_a_small_budget(make_engine: Any) -> None:
             seen.append(h.cached_tokens)
         return seen
 
-    assert run(main()) == [0, 29, 0, 0]  # one slot: b evicts a
+    assert run(main()) == [0, 29, 0, 0]  # one slot and no prompt cache: b evicts a
+
+
+def test_the_prompt_cache_keeps_prefixes_past_their_slot_without_changing_output(make_engine: Any) -> None:
+    kept, plain = make_engine(max_running=1), make_engine(max_running=1, prefix_cache=False)
+    assert kept.runner.pool_size > 0 and plain.runner.pool_size == 0
+    a, b = prompt(1, 30), prompt(2, 30)
+
+    async def main(engine: Engine) -> tuple[list[list[int]], list[int]]:
+        outs, seen = [], []
+        for p in (a, b, a, [*b, 5, 6, 7], a):
+            h = engine.submit(p, GREEDY)
+            outs.append(await tokens(h))
+            seen.append(h.cached_tokens)
+        return outs, seen
+
+    with_cache, hits = run(main(kept))
+    without, _ = run(main(plain))
+    assert with_cache == without
+    # one slot: each prompt's keys/values come back from the cache after the other took the slot
+    assert hits == [0, 0, 29, 30, 29]
+    assert 0 < kept.prompt_cache_usage < 1
 
 
 def test_kv_budget_caps_a_sequence(make_engine: Any) -> None:

@@ -207,7 +207,8 @@ class _Models:
 def test_engine_figures_per_model_and_combined_for_a_shared_name() -> None:
     def engine(running: int, waiting: int, kv: float, queries: int, hits: int) -> SimpleNamespace:
         return SimpleNamespace(num_running=running, num_waiting=waiting, kv_usage=kv, kv_bytes=1000 * running,
-                               prefix_cache_queries=queries, prefix_cache_hits=hits)  # fmt: skip
+                               prefix_cache_queries=queries, prefix_cache_hits=hits,
+                               prompt_cache_usage=kv / 2)  # fmt: skip
 
     collector = EngineCollector()
     collector.attach(cast(Registry, _Models({"a": engine(3, 0, 0.5, 7, 1)})))
@@ -221,6 +222,7 @@ def test_engine_figures_per_model_and_combined_for_a_shared_name() -> None:
     assert value(samples, "chatref:num_requests_waiting", model_name="a") == 2
     assert value(samples, "chatref:kv_cache_usage_perc", model_name="a") == 0.75  # the fuller one
     assert value(samples, "chatref:kv_cache_bytes", model_name="a") == 4000  # two engines' memory: summed
+    assert value(samples, "chatref:prompt_cache_usage_perc", model_name="a") == 0.375
     assert value(samples, "chatref:prefix_cache_queries_total", model_name="a") == 10
     assert value(samples, "chatref:num_requests_running", model_name="b") == 2
     assert value(samples, "chatref:num_requests_waiting", model_name="b") == 1

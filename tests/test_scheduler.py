@@ -1,4 +1,5 @@
-"""The scheduler and slot table as pure policy: admission, queue limits, prefill chunks, prefix reuse."""
+"""The scheduler, slot table and prompt cache as pure policy: admission, queue limits, prefill chunks,
+prefix reuse."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any, cast
 
 import pytest
 
+from reference.engine.prompt_cache import BLOCK_TOKENS, BlockCopy, PromptCache
 from reference.engine.scheduler import QueueFull, Scheduler, SchedulerConfig
 from reference.engine.sequence import Sequence, State
 from reference.engine.slots import SlotTable
@@ -152,3 +154,40 @@ def test_with_nobody_decoding_a_prompt_takes_the_idle_budget() -> None:
     s.running.append(short)
     ((who, n),) = s.schedule().prefill
     assert who is long and n == 64
+
+
+def test_a_reused_slots_tokens_go_to_the_prompt_cache_and_come_back() -> None:
+    t = SlotTable(1, min_copy=2, cache=PromptCache(64))
+    a = t.assign(1, [1, 2, 3, 4, 5])
+    assert a is not None and a.save is None  # an empty slot: nothing to keep
+    t.extend(a.slot, [1, 2, 3, 4, 5, 6])
+    t.release(a.slot)
+    b = t.assign(2, [9, 9, 9, 9])  # the only slot goes to another prompt: its tokens are saved first
+    assert b is not None and b.reused == 0
+    assert b.save == BlockCopy((0,), (1, 2, 3, 4, 5, 6)) and b.save.positions() == [0, 1, 2, 3, 4, 5]
+    t.extend(b.slot, [9, 9, 9, 9, 8])
+    t.release(b.slot)
+    again = t.assign(3, [1, 2, 3, 4, 5, 7])  # loaded back from the cache, the slot's own saved in turn
+    assert again is not None and again.load == BlockCopy((0,), (1, 2, 3, 4, 5)) and again.reused == 5
+    assert again.save is not None and again.save.tokens == (9, 9, 9, 9, 8) and again.save.blocks == (1,)
+    assert t.tokens(again.slot) == [1, 2, 3, 4, 5]
+
+
+def test_prompt_cache_evicts_least_recently_used_and_never_stores_twice() -> None:
+    cache = PromptCache(3 * BLOCK_TOKENS + 5)  # three blocks: the odd positions are never used
+    assert cache.capacity == 48
+    a, b, c = [1] * 20, [2] * 10, [3] * 16  # two blocks, one, one
+    assert cache.store(a) is not None and cache.store(b) is not None
+    assert cache.store(a[:12]) is None, "a prefix of an entry is already held"
+    assert cache.match([2] * 11)[1] == 10  # b used last: a is now the oldest
+    stored = cache.store(c)
+    assert stored is not None and len(stored.blocks) == 1
+    assert cache.peek([*a, 0]) == 0 and cache.peek([2] * 11) == 10, "a (least recent) went first"
+    longer = cache.store(b + [4] * 30)  # b's extension replaces b rather than keep both
+    assert longer is not None and len(cache) == 1 and cache.stored_tokens() == 40
+    assert cache.store([5] * 100) is not None and cache.stored_tokens() == 48, "cut to the pool"
+
+
+def test_without_a_pool_the_prompt_cache_keeps_nothing() -> None:
+    cache = PromptCache(BLOCK_TOKENS - 1)
+    assert cache.store([1, 2, 3]) is None and cache.match([1, 2, 3, 4]) == (None, 0)

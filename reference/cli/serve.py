@@ -111,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--no-prefix-cache", action="store_true", help="never reuse an earlier prompt's keys/values"
     )
+    batch.add_argument(
+        "--prompt-cache-mib",
+        type=int,
+        default=256,
+        help="host memory per model, allocated at load, that keeps earlier prompts' keys/values after "
+        "their slot is reused (a recurring system prompt, a conversation's next turn); 0 keeps them "
+        "only in the slots (default: 256)",
+    )
     p.add_argument(
         "--request-timeout",
         type=float,
@@ -172,11 +180,14 @@ def _engine(a: argparse.Namespace) -> SchedulerConfig:
         value = getattr(a, name)
         if value is not None and value < (0 if name == "max_waiting" else 1):
             raise SettingsError(f"--{name.replace('_', '-')} must be a positive integer")
+    if a.prompt_cache_mib < 0:
+        raise SettingsError("--prompt-cache-mib must be a non-negative integer")
     return SchedulerConfig(
         max_running=a.max_running,
         max_waiting=a.max_waiting,
         max_prefill_tokens=a.max_prefill_tokens,
         prefix_cache=not a.no_prefix_cache,
+        prompt_cache_mib=a.prompt_cache_mib,
     )
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from reference.engine.compiled import compile_unsupported
 from reference.engine.handle import SequenceHandle
+from reference.engine.prompt_cache import PromptCache
 from reference.engine.runner import ModelRunner
 from reference.engine.sampling import SamplerState, prompt_logprobs, sample
 from reference.engine.scheduler import QueueFull, Round, Scheduler, SchedulerConfig
@@ -93,13 +94,18 @@ class Engine:
         slots = self.config.max_running
         per_slot = context_length if kv_cache_tokens is None else max(2, kv_cache_tokens // slots)
         self.context_length = min(context_length, per_slot)  # prompt + output of one sequence
-        self.runner = self._runner(model, slots, compile)
+        pool = self.config.prompt_cache_mib * 2**20 if self.config.prefix_cache else 0
+        self.runner = self._runner(model, slots, compile, pool)
         if self.runner.warmed:
             runner = self.runner
             log.info("%s: oneDNN kernels for %d (shape, rows) pairs compiled in %.1f s",
                      self.name, runner.warmed, runner.warm_seconds)  # fmt: skip
+        if self.runner.pool_size:
+            log.info("%s: prompt cache of %d positions (%.0f MiB)",
+                     self.name, self.runner.pool_size, self.runner.pool_bytes() / 2**20)  # fmt: skip
         self.stats = EngineStats()
-        self._scheduler = Scheduler(self.config)
+        cache = PromptCache(self.runner.pool_size) if self.runner.pool_size else None
+        self._scheduler = Scheduler(self.config, cache)
         self._cv = threading.Condition()
         self._closed = False
         self._ids = itertools.count()
@@ -107,15 +113,18 @@ class Engine:
         self.forward_hook: Callable[[Round], None] | None = None  # tests inject faults here
         self._thread = self._start_worker()
 
-    def _runner(self, model: Any, slots: int, compile: bool) -> ModelRunner:
+    def _runner(self, model: Any, slots: int, compile: bool, pool: int) -> ModelRunner:
         """The model's runner; compiled now when asked and the model allows (else eager, logged)."""
         rows = self.config.max_prefill_tokens + slots  # the widest usual forward: a chunk and the decode rows
         reason = compile_unsupported(model) if compile else None
         if reason is not None:
             log.warning("%s: not compiling the decode step (%s); decoding eager", self.name, reason)
+        build = functools.partial(
+            ModelRunner, model, slots=slots, capacity=self.context_length, warm_rows=rows, pool_bytes=pool
+        )
         if not compile or reason is not None:
-            return ModelRunner(model, slots=slots, capacity=self.context_length, warm_rows=rows)
-        runner = ModelRunner(model, slots=slots, capacity=self.context_length, compile=True, warm_rows=rows)
+            return build()
+        runner = build(compile=True)
         assert runner.compiled is not None
         buckets = ", ".join(map(str, runner.compiled.buckets))
         log.info("%s: compiling the decode step for batch %s (cache %s)", self.name, buckets,
@@ -124,7 +133,7 @@ class Engine:
             seconds = runner.compiled.warm_up(lambda line: log.info("%s: %s", self.name, line))
         except Exception:  # no C++ compiler, an inductor bug: serve eager rather than not at all
             log.exception("%s: compiling the decode step failed; decoding eager", self.name)
-            return ModelRunner(model, slots=slots, capacity=self.context_length, warm_rows=rows)
+            return build()
         log.info("%s: decode step compiled in %.1f s", self.name, seconds)
         return runner
 
@@ -220,6 +229,13 @@ class Engine:
         return stored / (self.runner.slots * self.context_length)
 
     @property
+    def prompt_cache_usage(self) -> float:
+        """Share of the prompt cache's positions holding saved prompts (0 without one)."""
+        with self._cv:
+            cache = self._scheduler.slots.cache
+            return cache.stored_tokens() / cache.capacity if cache and cache.capacity else 0.0
+
+    @property
     def kv_bytes(self) -> int:
         """Bytes of KV memory allocated now: it grows by doubling with use, up to the budget."""
         return self.runner.kv_bytes()
@@ -291,8 +307,12 @@ class Engine:
             self._step(plan)
 
     def _copy_prefixes(self, plan: Round) -> None:
-        for _, a in plan.admitted:
-            if a.copy_from is not None:
+        for _, a in plan.admitted:  # in admission order: a later save may reuse an earlier load's blocks
+            if a.save is not None:
+                self.runner.save_prefix(a.slot, a.save.positions())
+            if a.load is not None:
+                self.runner.load_prefix(a.load.positions(), a.slot)
+            elif a.copy_from is not None:
                 self.runner.copy_prefix(a.copy_from, a.slot, a.reused)
 
     def _step(self, plan: Round) -> None:

@@ -10,7 +10,9 @@ forward may sit at different positions (per-row ``position_ids``), so admitting 
 rebuilds anyone else's cache, and rolling back rejected speculative tokens is just a shorter
 length. Buffers are allocated on the first forward (their dtype and head shape come from the
 model's own keys) and grow by doubling up to ``max_capacity``, so memory follows use and stays
-within the budget.
+within the budget. An optional *pool* of positions outside the slots (per layer
+[kv_heads, pool, head_dim], allocated once) holds keys/values saved from slots for the prompt
+cache, so they survive the slot's next owner.
 
 Knows nothing of sequences, sampling or scheduling: it sees slot indices and positions.
 """
@@ -51,6 +53,8 @@ class SlotKV(Cache):
         self.keys: list[torch.Tensor | None] = [None] * num_layers
         self.values: list[torch.Tensor | None] = [None] * num_layers
         self._plan: ForwardPlan | None = None
+        self.pool_keys: list[torch.Tensor] = []
+        self.pool_values: list[torch.Tensor] = []
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -87,8 +91,38 @@ class SlotKV(Cache):
                 if buf is not None:
                     buf[dst, :, :length] = buf[src, :, :length]
 
+    def bytes_per_position(self) -> int:
+        """Bytes one position of one slot takes over every layer's keys and values (after a forward)."""
+        bufs = [b for s in (self.keys, self.values) for b in s if b is not None]
+        return sum(b[0, :, 0].numel() * b.element_size() for b in bufs)
+
+    def allocate_pool(self, positions: int) -> None:
+        """Allocate (and touch) the pool now, so the process's memory does not grow with use."""
+        for store, pool in ((self.keys, self.pool_keys), (self.values, self.pool_values)):
+            pool[:] = [b.new_zeros(b.shape[1], positions, b.shape[3]) for b in store if b is not None]
+
+    def save(self, slot: int, pool_positions: torch.Tensor) -> None:
+        """Slot positions 0..n-1 → pool positions ``pool_positions`` [n]."""
+        n = pool_positions.numel()
+        for store, pool in ((self.keys, self.pool_keys), (self.values, self.pool_values)):
+            for buf, dst in zip(store, pool, strict=True):
+                assert buf is not None
+                dst.index_copy_(1, pool_positions, buf[slot, :, :n])
+
+    def load(self, pool_positions: torch.Tensor, slot: int) -> None:
+        """Pool positions ``pool_positions`` [n] → slot positions 0..n-1."""
+        n = pool_positions.numel()
+        self.reserve(n)
+        for store, pool in ((self.keys, self.pool_keys), (self.values, self.pool_values)):
+            for buf, src in zip(store, pool, strict=True):
+                assert buf is not None
+                buf[slot, :, :n] = src.index_select(1, pool_positions)
+
     def bytes_used(self) -> int:
         return sum(b.numel() * b.element_size() for s in (self.keys, self.values) for b in s if b is not None)
+
+    def pool_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in (*self.pool_keys, *self.pool_values))
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self._plan.kv_len if self._plan is not None else 0

@@ -13,6 +13,8 @@ token ids and positions, and returns logits. When built it retypes the model's f
 linears to run as oneDNN's linear, which streams the weights far faster than MKL's sgemm here
 (:mod:`reference.engine.linear`), and compiles those kernels for forwards of up to ``warm_rows``
 tokens, so the kernel caches are filled once, at load.
+With ``pool_bytes`` it also keeps a pool of positions outside the slots, sized once, that the
+prompt cache saves slots' keys/values into and loads them back from.
 With ``compile=True`` decode goes through :class:`~reference.engine.compiled.CompiledDecoder`
 for the batch sizes it compiled (on CPU one row; the KV memory then has one extra scratch slot
 for padded rows); larger steps, prefill and verify stay eager.
@@ -45,6 +47,7 @@ class ModelRunner:
         compile: bool = False,
         buckets: tuple[int, ...] | None = None,  # compiled batch sizes; default CPU (1,), CUDA 1, 2, 4, ...
         warm_rows: int = 0,  # compile the oneDNN kernels for forwards of up to this many tokens now
+        pool_bytes: int = 0,  # memory for the prompt cache's pool of positions outside the slots
     ) -> None:
         self.model = model
         self.device = model.device
@@ -65,6 +68,7 @@ class ModelRunner:
         self._bool_mask = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
         self._layer_types: list[str] | None = getattr(model.config.get_text_config(), "layer_types", None)
         self._packable = packable(model)
+        self.pool_size = self._allocate_pool(pool_bytes) if pool_bytes > 0 else 0  # positions
 
     @torch.inference_mode()
     def prefill(self, slot: int, token_ids: list[int], start: int) -> torch.Tensor:
@@ -132,8 +136,29 @@ class ModelRunner:
     def copy_prefix(self, src: int, dst: int, length: int) -> None:
         self.kv.copy(src, dst, length)
 
+    @torch.inference_mode()
+    def save_prefix(self, slot: int, pool_positions: list[int]) -> None:
+        """The slot's positions 0..n-1 into the pool's positions ``pool_positions`` [n]."""
+        self.kv.save(slot, torch.tensor(pool_positions, dtype=torch.long, device=self.device))
+
+    @torch.inference_mode()
+    def load_prefix(self, pool_positions: list[int], slot: int) -> None:
+        """The pool's positions ``pool_positions`` [n] into the slot's positions 0..n-1."""
+        self.kv.load(torch.tensor(pool_positions, dtype=torch.long, device=self.device), slot)
+
+    def _allocate_pool(self, pool_bytes: int) -> int:
+        """Size the pool from one position's real bytes (a one-token forward allocates the slots)."""
+        if self.kv.keys[0] is None:
+            self.prefill(0, [0], 0)  # slot 0 is recorded as empty: what this writes is never read
+        positions = pool_bytes // max(1, self.kv.bytes_per_position())
+        self.kv.allocate_pool(positions)
+        return positions
+
     def kv_bytes(self) -> int:
         return self.kv.bytes_used()
+
+    def pool_bytes(self) -> int:
+        return self.kv.pool_bytes()
 
     def _one_row(self, slot: int, token_ids: list[int], start: int, keep: int) -> torch.Tensor:
         t = len(token_ids)

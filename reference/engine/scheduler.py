@@ -4,7 +4,8 @@ Each round the engine asks :meth:`Scheduler.schedule` for a :class:`Round`: sequ
 given a KV slot (with the prefix they reuse), prompt chunks to prefill within the round's token
 budget (so a long prompt never stalls the streams already decoding for more than one chunk),
 and the decoding sequences, which all share one batched forward. Waiting sequences are
-admitted first come, first served, while a slot is free; past ``max_waiting`` queued sequences
+admitted first come, first served, while a slot is free (the prompt cache, when given, keeps
+what the slots cannot); past ``max_waiting`` queued sequences
 :meth:`Scheduler.add` refuses with :class:`QueueFull`. A prompt that shares a long prefix with
 one still being prefilled (``n > 1``, identical requests) waits for that prefill and reuses it.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from reference.engine.prompt_cache import PromptCache
 from reference.engine.sequence import Sequence, State
 from reference.engine.slots import Assignment, SlotTable, common_prefix
 
@@ -35,6 +37,8 @@ class SchedulerConfig:
     max_prefill_tokens: int = 64
     idle_prefill_tokens: int = 1024  # the same when nothing decodes: nobody waits on the chunk
     prefix_cache: bool = True
+    # host memory, MiB, for prompts kept after their slot is reused (the engine sizes the pool)
+    prompt_cache_mib: int = 256
 
 
 @dataclass
@@ -49,9 +53,9 @@ class Round:
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig) -> None:
+    def __init__(self, config: SchedulerConfig, cache: PromptCache | None = None) -> None:
         self.config = config
-        self.slots = SlotTable(config.max_running, prefix_cache=config.prefix_cache)
+        self.slots = SlotTable(config.max_running, prefix_cache=config.prefix_cache, cache=cache)
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
 
@@ -121,6 +125,8 @@ class Scheduler:
         if not self.config.prefix_cache or seq.params.prompt_logprobs is not None:
             return False
         _, stored = self.slots.best_match(seq.prompt_ids)
+        if self.slots.cache is not None:
+            stored = max(stored, self.slots.cache.peek(seq.prompt_ids))
         cap = len(seq.prompt_ids) - 1
         for other in self.running:
             if other.state is State.PREFILL:

@@ -7,6 +7,10 @@ A slot keeps its tokens after its sequence ends, so a later prompt that starts t
 (the next turn of a chat, a shared system prompt, a repeated request) reuses them: that is the
 prefix cache, bounded by the slots themselves and evicted least recently used first.
 
+With a :class:`~reference.engine.prompt_cache.PromptCache`, a slot's tokens outlive the slot:
+they are saved into the cache's pool before another prompt takes the slot over, and a prompt
+finding a longer prefix there than in any slot has it loaded into its own.
+
 Token ids are compared, never text (templates re-tokenize earlier turns). Reuse is capped at
 the prompt's length minus one, since the last prompt token must be computed to get logits.
 Knows nothing of tensors: the runner copies keys/values when :meth:`SlotTable.assign` asks it to.
@@ -16,6 +20,10 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from reference.engine.prompt_cache import BlockCopy, PromptCache
 
 __all__ = ["Assignment", "SlotTable"]
 
@@ -40,12 +48,17 @@ class Assignment:
     slot: int
     reused: int  # prompt tokens whose keys/values are already in place (the prefix hit)
     copy_from: int | None = None  # a busy slot to copy ``reused`` positions from, or None
+    save: BlockCopy | None = None  # first: the slot's old positions into the prompt cache
+    load: BlockCopy | None = None  # then: ``reused`` positions from the prompt cache into the slot
 
 
 class SlotTable:
-    def __init__(self, slots: int, *, prefix_cache: bool = True, min_copy: int = 16) -> None:
+    def __init__(
+        self, slots: int, *, prefix_cache: bool = True, min_copy: int = 16, cache: PromptCache | None = None
+    ) -> None:
         self._slots = [_Slot() for _ in range(slots)]
         self.prefix_cache = prefix_cache
+        self.cache = cache if prefix_cache else None  # the second level, outside the slots
         self.min_copy = min_copy  # copying a few positions costs more bookkeeping than it saves
         self._tick = itertools.count(1)
 
@@ -77,27 +90,49 @@ class SlotTable:
     def assign(self, owner: int, prompt: list[int]) -> Assignment | None:
         """A free slot for ``owner``'s prompt, reusing the longest stored prefix; None if none is free.
 
-        A free slot that holds a prefix is taken over as it is. A prefix held by a busy slot is
-        copied into the free slot used least recently (so the newest prefixes survive longest).
+        A free slot that holds a prefix is taken over as it is. Otherwise the free slot used least
+        recently is taken (its tokens saved to the prompt cache first), and a prefix held by a busy
+        slot or by the prompt cache is copied into it (so the newest prefixes survive longest).
         """
         free = [i for i, s in enumerate(self._slots) if s.owner is None]
         if not free:
             return None
         best, length = self.best_match(prompt)
-        if best is not None and length > 0 and self._slots[best].owner is None:
-            return self._take(best, owner, length, None)
+        cached, cached_length = self.cache.match(prompt) if self.cache and prompt else (None, 0)
+        if best is not None and length > 0 and self._slots[best].owner is None and length >= cached_length:
+            return self._take(best, owner, length, None, self._save(best, length))
         target = min(free, key=lambda i: (len(self._slots[i].tokens) > 0, self._slots[i].used))
+        save = self._save(target, 0)
+        if self.cache and save is not None and cached is not None:
+            cached, cached_length = self.cache.match(prompt)  # the save may have evicted the entry
+        if cached is not None and cached_length >= max(self.min_copy, length):
+            return self._take(target, owner, cached_length, None, save, cached)
         if best is not None and length >= self.min_copy:
-            return self._take(target, owner, length, best)
-        return self._take(target, owner, 0, None)
+            return self._take(target, owner, length, best, save)
+        return self._take(target, owner, 0, None, save)
 
-    def _take(self, slot: int, owner: int, reused: int, copy_from: int | None) -> Assignment:
+    def _save(self, slot: int, kept: int) -> BlockCopy | None:
+        """Into the prompt cache with the slot's tokens, when more than ``kept`` of them would be lost."""
+        tokens = self._slots[slot].tokens
+        if self.cache is None or len(tokens) - kept < self.min_copy:
+            return None
+        return self.cache.store(tokens)
+
+    def _take(
+        self,
+        slot: int,
+        owner: int,
+        reused: int,
+        copy_from: int | None,
+        save: BlockCopy | None = None,
+        load: BlockCopy | None = None,
+    ) -> Assignment:
         s = self._slots[slot]
         source = self._slots[copy_from].tokens if copy_from is not None else s.tokens
-        s.tokens = source[:reused]
+        s.tokens = list(load.tokens) if load is not None else source[:reused]
         s.owner = owner
         s.used = next(self._tick)
-        return Assignment(slot, reused, copy_from)
+        return Assignment(slot, reused, copy_from, save, load)
 
     def extend(self, slot: int, tokens: list[int]) -> None:
         """Record that keys/values for ``tokens`` were written after the slot's current ones."""

@@ -11,6 +11,7 @@ Reads each engine's public figures:
   ``chatref:num_requests_waiting``;
 - ``kv_usage`` (0..1) for ``chatref:kv_cache_usage_perc``, and ``kv_bytes`` (the KV memory
   allocated, which grows with use up to the budget) for ``chatref:kv_cache_bytes``;
+- ``prompt_cache_usage`` (0..1) for ``chatref:prompt_cache_usage_perc``;
 - ``prefix_cache_queries`` / ``prefix_cache_hits`` (token counts) for
   ``chatref:prefix_cache_queries_total`` / ``chatref:prefix_cache_hits_total``. They restart from
   zero with a reloaded model, which ``rate()`` treats as a counter reset.
@@ -40,6 +41,7 @@ _GAUGES = {
     "num_requests_waiting": "Sequences queued in the engine and not generating yet, per loaded model.",
     "kv_cache_usage_perc": "Fraction of the engine's KV cache in use, 0..1.",
     "kv_cache_bytes": "Bytes of KV memory the engine has allocated (it grows with use up to the budget).",
+    "prompt_cache_usage_perc": "Fraction of the prompt cache (prompts kept past their slot) in use, 0..1.",
 }
 _COUNTERS = {
     "prefix_cache_queries": "Prompt tokens looked up in the prefix cache.",
@@ -51,6 +53,7 @@ _SOURCES: dict[str, tuple[str, Callable[[list[float]], float]]] = {
     "num_requests_waiting": ("num_waiting", sum),
     "kv_cache_usage_perc": ("kv_usage", max),
     "kv_cache_bytes": ("kv_bytes", sum),
+    "prompt_cache_usage_perc": ("prompt_cache_usage", max),
     "prefix_cache_queries": ("prefix_cache_queries", sum),
     "prefix_cache_hits": ("prefix_cache_hits", sum),
 }
