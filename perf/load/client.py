@@ -76,6 +76,7 @@ class RequestRecord:
     output_tokens: int = 0
     output_tokens_source: Literal["usage", "chunks"] = "chunks"
     input_tokens: int | None = None
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, when the server says
 
 
 def carries_token(chunk: dict[str, Any]) -> bool:
@@ -123,6 +124,9 @@ def _note_chunk(record: RequestRecord, chunk: dict[str, Any], now: float, last_t
             record.output_tokens_source = "usage"
         if isinstance(usage.get("prompt_tokens"), int):
             record.input_tokens = usage["prompt_tokens"]
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
+            record.cached_tokens = details["cached_tokens"]
     if chunk.get("choices"):
         record.latency = now - record.sent_at  # E2EL ends at the last chunk with choices
     if not carries_token(chunk):

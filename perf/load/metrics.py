@@ -99,12 +99,15 @@ def level_metrics(
     done = [r for r in recs if r.ok]
     out_tokens = sum(r.output_tokens for r in done)
     in_tokens = sum(r.input_tokens or 0 for r in done)
+    told = [r.cached_tokens for r in done if r.cached_tokens is not None]
     good = sum(_is_good(r, slos_ms) for r in done) if slos_ms else None
     result: dict[str, Any] = {
         "duration": duration,
         "completed": len(done),
         "failed": len(recs) - len(done),
         "total_input_tokens": in_tokens,
+        # prompt tokens the server says it took from a prefix/prompt cache (None: it never says)
+        "total_cached_tokens": sum(told) if told else None,
         "total_output_tokens": out_tokens,
         "request_throughput": len(done) / duration if duration > 0 else 0.0,
         "request_goodput": None if good is None else (good / duration if duration > 0 else 0.0),

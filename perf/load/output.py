@@ -112,6 +112,12 @@ def _cell(key: str, value: Any) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _cached(level: dict[str, Any]) -> str:
+    """The share of prompt tokens the server reports as cached: TTFT reads differently with hits."""
+    cached, total = level.get("total_cached_tokens"), level.get("total_input_tokens")
+    return "-" if cached is None or not total else f"{100 * cached / total:.0f}%"
+
+
 def table_rows(docs: Sequence[dict[str, Any]], compact: bool = False) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per level per document; latencies in ms.
 
@@ -119,14 +125,14 @@ def table_rows(docs: Sequence[dict[str, Any]], compact: bool = False) -> tuple[l
     """
     cols = _columns(_percentiles(docs), compact)
     named = not compact or len(docs) > 1
-    header = [*(["server"] if named else []), "level", "ok/fail", *(c for c, _ in cols), "peak"]
+    header = [*(["server"] if named else []), "level", "ok/fail", *(c for c, _ in cols), "cached", "peak"]
     header += [] if compact else ["tokens from"]
     rows = []
     for doc in docs:
         for lv in doc["levels"]:
             cells = [*([doc["label"]] if named else []), level_name(lv), f"{lv['completed']}/{lv['failed']}"]
             cells += [_cell(key, lv.get(key)) for _, key in cols]
-            cells.append(str(lv["max_concurrent_requests"]))
+            cells += [_cached(lv), str(lv["max_concurrent_requests"])]
             cells += [] if compact else [str(lv.get("output_tokens_source") or "-")]
             rows.append(cells)
     return header, rows

@@ -41,6 +41,7 @@ class Script:
     chunks: int = 5  # content chunks
     usage_tokens: int | None = 5  # usage.completion_tokens; None: no usage chunk at all
     prompt_tokens: int = 7
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens; None: not sent
     usage_delay: float = 0.0  # after the finish chunk, before the usage chunk
     role_chunk: bool = True  # a {"role": "assistant", "content": ""} chunk first, at once
     status: int = 200  # an error status answers every request (after fail_every filtering)
@@ -160,7 +161,9 @@ class ScriptedServer:
         await event.chunk({}, finish="stop")
         if s.usage_tokens is not None:
             await asyncio.sleep(s.usage_delay)
-            usage = {"prompt_tokens": s.prompt_tokens, "completion_tokens": s.usage_tokens}
+            usage: dict[str, Any] = {"prompt_tokens": s.prompt_tokens, "completion_tokens": s.usage_tokens}
+            if s.cached_tokens is not None:
+                usage["prompt_tokens_details"] = {"cached_tokens": s.cached_tokens}
             await event.data({"object": "chat.completion.chunk", "choices": [], "usage": usage})
         if s.done:
             await event.raw("[DONE]")

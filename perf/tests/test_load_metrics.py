@@ -13,6 +13,7 @@ import pytest
 
 from perf.load import Target, builtin_workload, level_metrics, run_level_sync
 from perf.load.metrics import peak_concurrency, percentile, tpot
+from perf.load.output import table_rows
 from perf.tests.scripted_server import Script, ScriptedServer
 
 WORKLOAD = builtin_workload(max_tokens=16)
@@ -142,3 +143,18 @@ def test_percentile_and_peak_concurrency_are_exact() -> None:
     spans = [(0.0, 1.0), (0.5, 2.0), (0.9, 1.5), (2.0, 3.0), (2.5, 2.6)]
     records = [RequestRecord(index=i, sent_at=a, ended_at=b) for i, (a, b) in enumerate(spans)]
     assert peak_concurrency(records) == 3  # [0.9, 1.0) has three; one ending at 2.0 frees its slot
+
+
+def test_cached_prompt_tokens_are_summed_and_shown_as_a_share(scripted: ScriptedServer) -> None:
+    target = _target(scripted)
+    scripted.reset(Script(first_delay=0.05, gap=0.03, chunks=2, prompt_tokens=8, cached_tokens=6))
+    told = run_level_sync(target, WORKLOAD, concurrency=1, requests=2, num_warmups=0)
+    scripted.reset(Script(first_delay=0.05, gap=0.03, chunks=2, prompt_tokens=8))
+    silent = run_level_sync(target, WORKLOAD, concurrency=1, requests=2, num_warmups=0)
+    assert [r.cached_tokens for r in told.records] == [6, 6] and told["total_cached_tokens"] == 12
+    assert [r.cached_tokens for r in silent.records] == [None, None] and silent["total_cached_tokens"] is None
+    levels = (("a", told), ("b", silent))
+    docs = [{"label": name, "levels": [lv.to_dict()], "load": {}} for name, lv in levels]
+    header, rows = table_rows(docs)
+    column = header.index("cached")
+    assert [row[column] for row in rows] == ["75%", "-"]
