@@ -124,9 +124,7 @@ class Scheduler:
         """True when a prefill in progress will soon hold much more of this prompt than any slot does."""
         if not self.config.prefix_cache or seq.params.prompt_logprobs is not None:
             return False
-        _, stored = self.slots.best_match(seq.prompt_ids)
-        if self.slots.cache is not None:
-            stored = max(stored, self.slots.cache.peek(seq.prompt_ids))
+        stored = self.slots.stored_prefix(seq.prompt_ids)
         cap = len(seq.prompt_ids) - 1
         for other in self.running:
             if other.state is State.PREFILL:

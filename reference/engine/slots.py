@@ -76,6 +76,11 @@ class SlotTable:
         """Positions holding keys/values, owned or kept for reuse."""
         return sum(len(s.tokens) for s in self._slots)
 
+    def stored_prefix(self, prompt: list[int]) -> int:
+        """How much of ``prompt`` is held anywhere: a slot or the prompt cache (capped at len − 1)."""
+        held = self.best_match(prompt)[1]
+        return max(held, self.cache.peek(prompt)) if self.cache is not None else held
+
     def best_match(self, prompt: list[int]) -> tuple[int | None, int]:
         """The slot holding the longest prefix of ``prompt`` (owned or free), capped at len − 1."""
         if not self.prefix_cache:
@@ -98,15 +103,15 @@ class SlotTable:
         if not free:
             return None
         best, length = self.best_match(prompt)
-        cached, cached_length = self.cache.match(prompt) if self.cache and prompt else (None, 0)
+        cached_length = self.cache.peek(prompt) if self.cache and prompt else 0
         if best is not None and length > 0 and self._slots[best].owner is None and length >= cached_length:
             return self._take(best, owner, length, None, self._save(best, length))
         target = min(free, key=lambda i: (len(self._slots[i].tokens) > 0, self._slots[i].used))
         save = self._save(target, 0)
-        if self.cache and save is not None and cached is not None:
-            cached, cached_length = self.cache.match(prompt)  # the save may have evicted the entry
-        if cached is not None and cached_length >= max(self.min_copy, length):
-            return self._take(target, owner, cached_length, None, save, cached)
+        if self.cache and cached_length >= max(self.min_copy, length):
+            load, cached_length = self.cache.match(prompt)  # after the save, which may have evicted it
+            if load is not None and cached_length >= max(self.min_copy, length):
+                return self._take(target, owner, cached_length, None, save, load)
         if best is not None and length >= self.min_copy:
             return self._take(target, owner, length, best, save)
         return self._take(target, owner, 0, None, save)
