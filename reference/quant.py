@@ -10,7 +10,7 @@ weights [out, in] with one bf16 scale per output row, multiplied by
 ``torch._weight_int8pack_mm``. That kernel is fast only with bf16 activations on CPU (measured
 here: ~3.8x an fp32 matvec over 16 MiB+ weights; with fp32 activations it is ~6x *slower*), so
 the layer casts its input to bf16 and its output back; the rest of the model keeps its dtype,
-in memory of its own rather than in the checkpoint's file mapping (see ``_own_float_tensors``).
+in memory of its own rather than in the checkpoint's file mapping (see ``own_float_tensors``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ __all__ = [
     "Int8Linear",
     "QuantMode",
     "from_pretrained_kwargs",
+    "own_float_tensors",
     "postprocess",
     "quantize_int8_",
 ]
@@ -78,12 +79,12 @@ def quantize_int8_(model: nn.Module) -> nn.Module:
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "tie_word_embeddings", False):
         config.tie_word_embeddings = False  # the LM head is int8 now; the embedding keeps its dtype
-    _own_float_tensors(model)
+    own_float_tensors(model)
     return model
 
 
 @torch.no_grad()
-def _own_float_tensors(model: nn.Module) -> None:
+def own_float_tensors(model: nn.Module) -> None:
     """Give the float tensors that stay (embedding, norms, biases) memory of their own.
 
     From safetensors they are views of the checkpoint's file mapping, and that one mapping holds

@@ -13,7 +13,10 @@ from torch import nn
 
 from reference.engine.linear import (
     MAX_EXACT_ROWS,
+    FusedInt8Linear,
+    FusedLinear,
     OneDnnLinear,
+    fuse_projections,
     onednn_available,
     row_bucket,
     use_onednn_linears,
@@ -22,6 +25,7 @@ from reference.engine.linear import (
 from reference.engine.runner import ModelRunner
 from reference.loading import LoadedModel, LoadMode, load_model
 from reference.presets import TINY_MODEL, get_preset, materialize
+from reference.quant import Int8Linear
 
 pytestmark = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN")
 
@@ -42,11 +46,20 @@ def test_the_runner_retypes_every_linear_and_keeps_the_head_tied(
     tiny: LoadedModel, runner: ModelRunner
 ) -> None:
     linears = [m for m in tiny.model.modules() if isinstance(m, nn.Linear)]
-    assert linears and all(type(m) is OneDnnLinear for m in linears)
+    assert linears and all(isinstance(m, OneDnnLinear) for m in linears)
+    for layer in tiny.model.model.layers:  # each input's projections are stacked: q, k, v and gate, up
+        attn, mlp = layer.self_attn, layer.mlp
+        assert all(
+            type(p) is FusedLinear
+            for p in (attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj)
+        )
+        assert attn.q_proj.stack is attn.v_proj.stack and mlp.gate_proj.stack is mlp.up_proj.stack
+        assert type(attn.o_proj) is OneDnnLinear and type(mlp.down_proj) is OneDnnLinear
     head = tiny.model.get_output_embeddings()
     if tiny.model.config.tie_word_embeddings:
         assert head.weight is tiny.model.get_input_embeddings().weight
     assert use_onednn_linears(tiny.model) == 0  # a second runner over the same model changes nothing
+    assert fuse_projections(tiny.model) == 0
 
 
 @pytest.mark.parametrize("rows", [1, 2, 8, 64, 300])
@@ -57,6 +70,30 @@ def test_products_match_f_linear(tiny: LoadedModel, runner: ModelRunner, rows: i
         got, want = head(x), F.linear(x, head.weight, head.bias)  # [M, 1, vocab]
     assert got.shape == want.shape and got.is_contiguous()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [1, 8, 300])
+def test_stacked_projections_keep_their_weights_and_products(tiny: LoadedModel, runner: ModelRunner,
+                                                             rows: int) -> None:  # fmt: skip
+    fresh = load_model(materialize(get_preset(TINY_MODEL)), LoadMode(dtype="float32", device="cpu"))  # type: ignore[arg-type]
+    attn, ref = tiny.model.model.layers[1].self_attn, fresh.model.model.layers[1].self_attn
+    projections = (attn.q_proj, attn.k_proj, attn.v_proj)
+    x = torch.randn(rows, 1, attn.q_proj.in_features, generator=torch.Generator().manual_seed(rows))
+    with torch.inference_mode():
+        got = [p(x) for p in projections]  # the model's calling pattern: one input, in turn
+    for p, want, name in zip(projections, got, ("q_proj", "k_proj", "v_proj"), strict=True):
+        original = getattr(ref, name).weight
+        torch.testing.assert_close(p.weight, original, rtol=0, atol=0)  # the same values, a view now
+        assert (
+            p.weight.untyped_storage().data_ptr()
+            == attn.q_proj.stack.product.weight.untyped_storage().data_ptr()
+        )
+        torch.testing.assert_close(want, F.linear(x, original), rtol=1e-5, atol=1e-5)
+    other = torch.randn(rows, 1, attn.k_proj.in_features)
+    with torch.inference_mode():
+        attn.q_proj(x)
+        k_other = attn.k_proj(other)  # another input than q's: its own product, not q's stacked one
+    torch.testing.assert_close(k_other, F.linear(other, ref.k_proj.weight), rtol=1e-5, atol=1e-5)
 
 
 def test_one_row_of_a_batched_step_equals_that_row_alone(runner: ModelRunner) -> None:
@@ -129,5 +166,28 @@ def test_a_runner_built_with_warm_rows_runs_that_many_rows_unpadded(tiny: Loaded
     ModelRunner(tiny.model, slots=2, capacity=64, warm_rows=20)
     head = tiny.model.get_output_embeddings()
     body = [m for m in tiny.model.modules() if isinstance(m, OneDnnLinear) and m is not head]
-    assert body and all(m.exact_rows == 20 for m in body)
+    products = [m.stack.product if isinstance(m, FusedLinear) else m for m in body]  # what multiplies
+    assert products and all(m.exact_rows == 20 for m in products)
     assert head.exact_rows == 3  # only one position per slot reaches the head in a round
+
+
+def test_int8_projections_stack_with_their_row_scales() -> None:
+    preset = get_preset(TINY_MODEL)
+    assert preset is not None
+    model = load_model(
+        materialize(preset), LoadMode(dtype="float32", device="cpu", quantization="int8")
+    ).model
+    attn = model.model.layers[0].self_attn
+    separate = [
+        Int8Linear(p.weight.clone(), p.scales.clone(), p.bias)
+        for p in (attn.q_proj, attn.k_proj, attn.v_proj)
+    ]
+    assert fuse_projections(model) == 2 * len(model.model.layers)
+    assert all(type(p) is FusedInt8Linear for p in (attn.q_proj, attn.k_proj, attn.v_proj))
+    x = torch.randn(3, 1, attn.q_proj.in_features, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        got = [attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)]
+        want = [p(x) for p in separate]
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape
+        torch.testing.assert_close(g, w, rtol=1e-2, atol=1e-2)  # bf16 products, each row its own scale

@@ -26,18 +26,34 @@ that as the module's ``exact_rows``; wider products (a long prompt's chunk when 
 pad their rows up to :func:`row_bucket`, 8 steps per doubling, so at most 1/8 of their rows is
 wasted and each shape holds a bounded number of kernels. Rows are not padded within the warm
 range: padded packed rounds measured 3-21% slower than exact ones.
+
+:func:`fuse_projections` goes one step further for projections of the same input (an attention's
+q, k and v; an MLP's gate and up): one product over their stacked weights, each projection a
+slice of it; the int8 weight-only linears (:class:`reference.quant.Int8Linear`) stack the same
+way. A oneDNN call costs tens of microseconds before it reads a byte, and k and v are
+small (0.4 MB each in SmolLM2-135M), so three calls cost twice what one does (measured in
+docs/perf.md, "Fused projections"). The stacked weight is the only copy: each projection's
+``weight`` becomes a view of its rows, so parameter counts and the compiled path, which calls
+each projection on its own, see what they saw before.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
+from reference.quant import Int8Linear, own_float_tensors
+
 __all__ = [
     "MAX_EXACT_ROWS",
+    "FusedInt8Linear",
+    "FusedLinear",
     "OneDnnLinear",
+    "fuse_projections",
     "onednn_available",
     "row_bucket",
     "use_onednn_linears",
@@ -82,6 +98,124 @@ class OneDnnLinear(nn.Linear):
         return y[:m].reshape(*x.shape[:-1], self.out_features)  # [..., out]
 
 
+class _Stack:
+    """The product shared by the projections of one input; the last input and output, until every
+    projection has taken its slice."""
+
+    def __init__(self, product: nn.Module, size: int) -> None:
+        self.product = product  # [sum(out), in]: not a submodule, so parameters count once
+        self.size = size
+        self._input: torch.Tensor | None = None
+        self._output: torch.Tensor | None = None
+        self._left = 0
+
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        # ``is``: the model hands each projection the very same tensor (the layer's normed input)
+        if self._output is None or x is not self._input or self._left == 0:
+            self._input, self._output, self._left = x, self.product(x), self.size
+        out = self._output
+        self._left -= 1
+        if self._left == 0:
+            self._input = self._output = None  # nothing outlives the layer's own use of it
+        return out
+
+
+class FusedLinear(OneDnnLinear):
+    """One float projection of a :class:`_Stack`: its slice of the stacked product."""
+
+    stack: _Stack
+    part: slice  # this projection's output features within the stacked product
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling() or torch.is_grad_enabled() or x.dtype != self.weight.dtype:
+            return F.linear(x, self.weight, self.bias)
+        return self.stack.output(x)[..., self.part]
+
+
+class FusedInt8Linear(Int8Linear):
+    """One int8 projection of a :class:`_Stack` (per-row scales stack exactly: no requantizing)."""
+
+    stack: _Stack
+    part: slice
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():
+            return super().forward(x)
+        return self.stack.output(x)[..., self.part]
+
+
+_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def _stackable(parts: list[Any]) -> bool:
+    kind = type(parts[0])
+    if kind not in (OneDnnLinear, Int8Linear) or any(type(p) is not kind for p in parts):
+        return False  # absent, bitsandbytes, mixed, or fused already
+    first = parts[0]
+    return all(
+        p.in_features == first.in_features
+        and p.weight.dtype == first.weight.dtype
+        and (p.bias is None) == (first.bias is None)
+        for p in parts
+    )
+
+
+@torch.no_grad()
+def _stack(parts: list[Any]) -> _Stack:
+    def cat(name: str) -> torch.Tensor | None:
+        tensors = [getattr(p, name) for p in parts]
+        return None if tensors[0] is None else torch.cat([t.detach() for t in tensors])
+
+    weight, bias = cat("weight"), cat("bias")  # [sum(out), in], [sum(out)]
+    assert weight is not None
+    product: nn.Module
+    kind: type[FusedLinear] | type[FusedInt8Linear]
+    names: tuple[str, ...]
+    if isinstance(parts[0], Int8Linear):
+        scales = cat("scales")
+        assert scales is not None
+        product, kind, names = Int8Linear(weight, scales, bias), FusedInt8Linear, ("weight", "scales", "bias")
+    else:
+        product = OneDnnLinear(parts[0].in_features, weight.shape[0], bias=bias is not None)
+        product.weight = nn.Parameter(weight, requires_grad=False)
+        if bias is not None:
+            product.bias = nn.Parameter(bias, requires_grad=False)
+        kind, names = FusedLinear, ("weight", "bias")
+    stack, at = _Stack(product, len(parts)), 0
+    for p in parts:
+        rows = slice(at, at + p.out_features)
+        p.__class__ = kind
+        p.stack, p.part = stack, rows
+        # views of the stacked tensors: one copy of the bytes, and the compiled path and parameter
+        # counts still find each projection's own weight
+        for name in names:
+            whole = getattr(product, name)
+            if isinstance(whole, nn.Parameter):
+                setattr(p, name, nn.Parameter(whole[rows], requires_grad=False))
+            elif whole is not None:
+                setattr(p, name, whole[rows])  # an int8 buffer
+        at += p.out_features
+    return stack
+
+
+def fuse_projections(model: nn.Module) -> int:
+    """Stack each module's q/k/v and gate/up projections (oneDNN float or int8); returns how many stacks."""
+    groups = [
+        parts
+        for module in list(model.modules())
+        for parts in ([getattr(module, name, None) for name in names] for names in _GROUPS)
+        if _stackable(parts)
+    ]
+    if groups:
+        # Stacking copies those weights; the checkpoint's file mapping, which the other weights
+        # still view, would keep the originals' pages resident beside them (+267 MiB for the
+        # default model), so every float tensor first gets memory of its own and the mapping goes.
+        own_float_tensors(model)
+    for parts in groups:
+        _stack(parts)
+    return len(groups)
+
+
 def use_onednn_linears(model: nn.Module) -> int:
     """Retype every fp32/bf16 CPU ``nn.Linear`` of ``model`` as :class:`OneDnnLinear`; returns how many."""
     if not onednn_available():
@@ -111,9 +245,11 @@ def warm_onednn_linears(model: nn.Module, max_rows: int, *, head_rows: int | Non
     max_rows = min(max_rows, MAX_EXACT_ROWS)
     seen: set[tuple[int, int, torch.dtype, bool]] = set()
     count = 0
-    for module in model.modules():
-        if not isinstance(module, OneDnnLinear):
+    for layer in model.modules():
+        if not isinstance(layer, OneDnnLinear):
             continue
+        module = layer.stack.product if isinstance(layer, FusedLinear) else layer  # what multiplies
+        assert isinstance(module, OneDnnLinear)
         rows = min(head_rows, max_rows) if module is head and head_rows is not None else max_rows
         module.exact_rows = max(module.exact_rows or 0, rows)
         key = (module.in_features, module.out_features, module.weight.dtype, module.bias is not None)

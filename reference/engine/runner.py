@@ -11,7 +11,8 @@ weights once, not once per part.
 Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it sees slots,
 token ids and positions, and returns logits. When built it retypes the model's fp32/bf16 CPU
 linears to run as oneDNN's linear, which streams the weights far faster than MKL's sgemm here
-(:mod:`reference.engine.linear`), and compiles those kernels for forwards of up to ``warm_rows``
+(:mod:`reference.engine.linear`), stacks the projections that share an input (q, k, v; gate, up)
+into one product each, and compiles those kernels for forwards of up to ``warm_rows``
 tokens, so the kernel caches are filled once, at load.
 With ``pool_bytes`` it also keeps a pool of positions outside the slots, sized once, that the
 prompt cache saves slots' keys/values into and loads them back from.
@@ -30,7 +31,7 @@ import torch
 
 from reference.engine.compiled import CompiledDecoder
 from reference.engine.kv import ForwardPlan, SlotKV
-from reference.engine.linear import use_onednn_linears, warm_onednn_linears
+from reference.engine.linear import fuse_projections, use_onednn_linears, warm_onednn_linears
 from reference.engine.packed import Pieces, packable, packed_attention_for
 from reference.engine.steps import cache_keyword
 
@@ -52,6 +53,7 @@ class ModelRunner:
         self.model = model
         self.device = model.device
         use_onednn_linears(model)  # CPU float products through oneDNN (engine/linear.py)
+        fuse_projections(model)  # q, k, v (and gate, up) of one input as one product
         started = time.perf_counter()
         # their kernels for every row count a round uses now, not mid-stream (and RSS flat after)
         self.warmed = warm_onednn_linears(model, warm_rows, head_rows=slots + 1) if warm_rows else 0
