@@ -32,7 +32,7 @@ q, k and v; an MLP's gate and up): one product over their stacked weights, each 
 slice of it; the int8 weight-only linears (:class:`reference.quant.Int8Linear`) stack the same
 way. A oneDNN call costs tens of microseconds before it reads a byte, and k and v are
 small (0.4 MB each in SmolLM2-135M), so three calls cost twice what one does (measured in
-docs/perf.md, "Fused projections"). The stacked weight is the only copy: each projection's
+docs/perf.md, "Stacked projections"). The stacked weight is the only copy: each projection's
 ``weight`` becomes a view of its rows, so parameter counts and the compiled path, which calls
 each projection on its own, see what they saw before.
 """
