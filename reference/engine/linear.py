@@ -111,7 +111,7 @@ class _Stack:
 
     def output(self, x: torch.Tensor) -> torch.Tensor:
         # ``is``: the model hands each projection the very same tensor (the layer's normed input)
-        if self._output is None or x is not self._input or self._left == 0:
+        if self._output is None or x is not self._input:
             self._input, self._output, self._left = x, self.product(x), self.size
         out = self._output
         self._left -= 1
@@ -206,10 +206,11 @@ def fuse_projections(model: nn.Module) -> int:
         for parts in ([getattr(module, name, None) for name in names] for names in _GROUPS)
         if _stackable(parts)
     ]
-    if groups:
+    if any(isinstance(parts[0], OneDnnLinear) for parts in groups):
         # Stacking copies those weights; the checkpoint's file mapping, which the other weights
         # still view, would keep the originals' pages resident beside them (+267 MiB for the
         # default model), so every float tensor first gets memory of its own and the mapping goes.
+        # (int8 loading has done this already, and its stacks copy only int8 buffers it owns.)
         own_float_tensors(model)
     for parts in groups:
         _stack(parts)
