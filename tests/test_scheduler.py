@@ -1,5 +1,5 @@
 """The scheduler, slot table and prompt cache as pure policy: admission, queue limits, prefill chunks,
-prefix reuse."""
+prefix reuse; and the serve flags that configure it."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Any, cast
 
 import pytest
 
+from reference.cli.serve import settings_from_args
 from reference.engine.prompt_cache import BLOCK_TOKENS, BlockCopy, PromptCache
 from reference.engine.scheduler import QueueFull, Scheduler, SchedulerConfig
 from reference.engine.sequence import Sequence, State
 from reference.engine.slots import SlotTable
 from reference.engine.types import SamplingParams
+from reference.settings import SettingsError
 
 
 class _Handle:
@@ -58,7 +60,7 @@ def test_n_choices_are_queued_all_or_none() -> None:
 
 
 def test_long_prompt_is_prefilled_in_chunks_beside_decoding_sequences() -> None:
-    s = Scheduler(SchedulerConfig(max_running=4, max_prefill_tokens=100))
+    s = Scheduler(SchedulerConfig(max_running=4, max_prefill_tokens=100, long_prefill_tokens=0))
     short = seq(list(range(10)))
     s.add([short])
     plan = s.schedule()
@@ -143,7 +145,9 @@ def test_without_prefix_cache_nothing_is_reused() -> None:
 
 
 def test_with_nobody_decoding_a_prompt_takes_the_idle_budget() -> None:
-    s = Scheduler(SchedulerConfig(max_running=4, max_prefill_tokens=64, idle_prefill_tokens=500))
+    s = Scheduler(
+        SchedulerConfig(max_running=4, max_prefill_tokens=64, idle_prefill_tokens=500, long_prefill_tokens=0)
+    )
     long = seq(list(range(1000, 1700)))
     s.add([long])
     ((who, n),) = s.schedule().prefill
@@ -154,6 +158,47 @@ def test_with_nobody_decoding_a_prompt_takes_the_idle_budget() -> None:
     s.running.append(short)
     ((who, n),) = s.schedule().prefill
     assert who is long and n == 64
+
+
+def _decoding(s: Scheduler, prompt: list[int]) -> Sequence:
+    stream = seq(prompt)
+    s.add([stream])
+    s.schedule()
+    stream.computed, stream.state = len(prompt), State.DECODE
+    stream.output.append(5)
+    return stream
+
+
+def test_a_long_prompt_takes_smaller_chunks_only_while_others_decode() -> None:
+    s = Scheduler(
+        SchedulerConfig(max_running=4, max_prefill_tokens=64, long_prompt_tokens=256, long_prefill_tokens=32)
+    )
+    long, short = seq(list(range(1000, 1300))), seq(list(range(2000, 2100)))
+    s.add([long])
+    assert s.schedule().prefill == [(long, 300)], "nobody decodes: the idle budget, uncapped"
+    s.finish(long)
+    long = seq(list(range(1000, 1300)))
+    stream = _decoding(s, [1, 2, 3])
+    s.add([long, short])
+    plan = s.schedule()
+    assert plan.decode == [stream]
+    # 300 tokens to compute is long: 32 a round; the short prompt after it takes the rest of the budget
+    assert plan.prefill == [(long, 32), (short, 32)]
+
+
+def test_a_prompt_mostly_in_the_prefix_cache_is_not_long() -> None:
+    s = Scheduler(SchedulerConfig(max_running=4, long_prompt_tokens=256, long_prefill_tokens=32))
+    prefix = list(range(100))
+    earlier = s.slots.assign(99, prefix)
+    assert earlier is not None
+    s.slots.extend(earlier.slot, prefix)
+    s.slots.release(earlier.slot)
+    _decoding(s, [7, 8, 9])
+    follow_up = seq(prefix + list(range(5000, 5200)))  # 300 tokens, 100 of them reused: 200 to compute
+    s.add([follow_up])
+    plan = s.schedule()
+    assert follow_up.cached == 100
+    assert plan.prefill == [(follow_up, 64)]
 
 
 def test_a_reused_slots_tokens_go_to_the_prompt_cache_and_come_back() -> None:
@@ -191,3 +236,13 @@ def test_prompt_cache_evicts_least_recently_used_and_never_stores_twice() -> Non
 def test_without_a_pool_the_prompt_cache_keeps_nothing() -> None:
     cache = PromptCache(BLOCK_TOKENS - 1)
     assert cache.store([1, 2, 3]) is None and cache.match([1, 2, 3, 4]) == (None, 0)
+
+
+def test_the_chunk_flags_reach_the_scheduler_and_are_checked() -> None:
+    engine = settings_from_args(["--long-prefill-tokens", "16", "--long-prompt-tokens", "512"]).engine
+    assert (engine.long_prefill_tokens, engine.long_prompt_tokens) == (16, 512)
+    assert settings_from_args(["--long-prefill-tokens", "0"]).engine.long_prefill_tokens == 0  # off
+    with pytest.raises(SettingsError, match="--long-prefill-tokens must be a non-negative integer"):
+        settings_from_args(["--long-prefill-tokens", "-1"])
+    with pytest.raises(SettingsError, match="--long-prompt-tokens must be a positive integer"):
+        settings_from_args(["--long-prompt-tokens", "0"])

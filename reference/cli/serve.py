@@ -103,6 +103,19 @@ def build_parser() -> argparse.ArgumentParser:
         "up to this + --max-running rows are compiled at load (default: 64)",
     )
     batch.add_argument(
+        "--long-prefill-tokens",
+        type=int,
+        default=32,
+        help="prompt tokens per round for a long prompt (see --long-prompt-tokens) while other "
+        "requests decode, so its many rounds each slow them less; 0: no separate cap (default: 32)",
+    )
+    batch.add_argument(
+        "--long-prompt-tokens",
+        type=int,
+        default=256,
+        help="a prompt with more tokens than this to compute (after the prefix cache) is long (default: 256)",
+    )
+    batch.add_argument(
         "--kv-cache-tokens",
         type=int,
         help="KV positions over all running sequences; each gets an equal share, which caps its "
@@ -176,16 +189,21 @@ def settings_from_args(argv: list[str]) -> Settings:
 def _engine(a: argparse.Namespace) -> SchedulerConfig:
     if a.responses_store_size is not None and a.responses_store_size < 0:
         raise SettingsError("--responses-store-size must be a non-negative integer")
-    for name in ("max_running", "max_waiting", "max_prefill_tokens", "kv_cache_tokens"):
-        value = getattr(a, name)
-        if value is not None and value < (0 if name == "max_waiting" else 1):
-            raise SettingsError(f"--{name.replace('_', '-')} must be a positive integer")
+    names = ("max_running", "max_waiting", "max_prefill_tokens", "long_prefill_tokens", "long_prompt_tokens",
+             "kv_cache_tokens")  # fmt: skip
+    for name in names:
+        value, zero_ok = getattr(a, name), name in ("max_waiting", "long_prefill_tokens")
+        if value is not None and value < (0 if zero_ok else 1):
+            kind = "non-negative" if zero_ok else "positive"
+            raise SettingsError(f"--{name.replace('_', '-')} must be a {kind} integer")
     if a.prompt_cache_mib < 0:
         raise SettingsError("--prompt-cache-mib must be a non-negative integer")
     return SchedulerConfig(
         max_running=a.max_running,
         max_waiting=a.max_waiting,
         max_prefill_tokens=a.max_prefill_tokens,
+        long_prompt_tokens=a.long_prompt_tokens,
+        long_prefill_tokens=a.long_prefill_tokens,
         prefix_cache=not a.no_prefix_cache,
         prompt_cache_mib=a.prompt_cache_mib,
     )

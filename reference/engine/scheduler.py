@@ -2,7 +2,8 @@
 
 Each round the engine asks :meth:`Scheduler.schedule` for a :class:`Round`: sequences newly
 given a KV slot (with the prefix they reuse), prompt chunks to prefill within the round's token
-budget (so a long prompt never stalls the streams already decoding for more than one chunk),
+budget (so a long prompt never stalls the streams already decoding for more than one chunk; a
+*long* prompt, one that will hold many rounds in a row, gets smaller chunks than a short one),
 and the decoding sequences, which all share one batched forward. Waiting sequences are
 admitted first come, first served, while a slot is free (the prompt cache, when given, keeps
 what the slots cannot); past ``max_waiting`` queued sequences
@@ -36,6 +37,13 @@ class SchedulerConfig:
     # costs the decoders its compute time, so it is small (measured: python -m perf.interference).
     max_prefill_tokens: int = 64
     idle_prefill_tokens: int = 1024  # the same when nothing decodes: nobody waits on the chunk
+    # A prompt with more than long_prompt_tokens left to compute at admission (after the prefix
+    # cache) slows the decoding streams for many rounds in a row, not one or two: it gets chunks of
+    # at most long_prefill_tokens while others decode, so each of those rounds costs the streams
+    # less, and a short prompt still finishes in one round (vLLM's long_prefill_token_threshold
+    # caps a request's tokens a step too, one number for both). 0 turns the cap off.
+    long_prompt_tokens: int = 256
+    long_prefill_tokens: int = 32
     prefix_cache: bool = True
     # host memory, MiB, for prompts kept after their slot is reused (the engine sizes the pool)
     prompt_cache_mib: int = 256
@@ -98,11 +106,17 @@ class Scheduler:
         for seq in self.running:
             if seq.state is State.PREFILL and budget > 0:
                 n = min(seq.prompt_left, budget)
+                if decoding and self._long(seq):
+                    n = min(n, self.config.long_prefill_tokens)
                 plan.prefill.append((seq, n))
                 budget -= n
             elif seq.state is State.DECODE:
                 (plan.speculative if seq.proposer is not None else plan.decode).append(seq)
         return plan
+
+    def _long(self, seq: Sequence) -> bool:
+        c = self.config
+        return c.long_prefill_tokens > 0 and len(seq.prompt_ids) - seq.cached > c.long_prompt_tokens
 
     def _admit(self, plan: Round) -> None:
         for seq in list(self.waiting):
