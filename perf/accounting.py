@@ -78,6 +78,8 @@ def experts_per_token(model: nn.Module) -> int:
 
 
 def _storage_key(t: torch.Tensor) -> tuple[int, int, tuple[int, ...]]:
+    if t.is_meta:  # a shape-only stand-in for a weight held elsewhere (a blocked bf16 one): its own
+        return (id(t), t.element_size(), tuple(t.shape))
     return (t.data_ptr(), t.element_size(), tuple(t.shape))
 
 

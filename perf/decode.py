@@ -162,16 +162,14 @@ def decode_one_token(runner: ModelRunner, token: int, position: int) -> torch.Te
 class ModeRunner:
     """One loaded mode; ``run`` decodes ``n`` tokens and returns (ttft s, decode s)."""
 
-    def __init__(
-        self, spec: ModeSpec, path: Path, device: str, loaded: dict[LoadMode, LoadedModel] | None = None
-    ) -> None:
+    def __init__(self, spec: ModeSpec, path: Path, device: str, loaded: _Shared | None = None) -> None:
         self.spec = spec
-        shared = {} if loaded is None else loaded  # weights loaded the same way are shared
-        self.loaded: LoadedModel = _load(path, _with_device(spec.load, device), shared)
+        shared: _Shared = {} if loaded is None else loaded  # weights loaded the same way are shared
+        self.loaded: LoadedModel = _load(path, _with_device(spec.load, device), shared, spec.compiled)
         self.load_seconds = self.loaded.load_seconds
         self.draft: LoadedModel | None = None
         if spec.draft_load is not None:
-            self.draft = _load(path, _with_device(spec.draft_load, device), shared)
+            self.draft = _load(path, _with_device(spec.draft_load, device), shared, False)
             self.load_seconds += self.draft.load_seconds
         self.stats = SpeculativeStats()
         # the server's runner and KV slots (one here); its memory grows to the longest run once
@@ -221,10 +219,15 @@ def _with_device(mode: LoadMode, device: str) -> LoadMode:
     return dataclasses.replace(mode, device=device)
 
 
-def _load(path: Path, mode: LoadMode, shared: dict[LoadMode, LoadedModel]) -> LoadedModel:
-    if mode not in shared:
-        shared[mode] = load_model(path, mode)
-    return shared[mode]
+# By load mode and compiled or not: an eager runner blocks bf16 weights for oneDNN
+# (reference.engine.blocked), and the compiled step traces the dense ones, as in two servers.
+_Shared = dict[tuple[LoadMode, bool], LoadedModel]
+
+
+def _load(path: Path, mode: LoadMode, shared: _Shared, compiled: bool) -> LoadedModel:
+    if (mode, compiled) not in shared:
+        shared[mode, compiled] = load_model(path, mode)
+    return shared[mode, compiled]
 
 
 def load_runners(
@@ -233,7 +236,7 @@ def load_runners(
     """Load every mode; a mode that cannot load here is returned as an error, not raised."""
     runners: dict[str, ModeRunner] = {}
     errors: dict[str, str] = {}
-    loaded: dict[LoadMode, LoadedModel] = {}
+    loaded: _Shared = {}
     for name in modes:
         log(f"loading {name}" + (" and compiling its decode step" if MODES[name].compiled else ""))
         try:

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from perf.accounting import account, kv_bytes_per_position, weight_bytes
+from reference.engine.blocked import native_bf16
+from reference.engine.runner import ModelRunner
 from reference.engine.steps import prefill
 from reference.loading import LoadedModel, LoadMode, load_model
 from reference.quant import Int8Linear
@@ -44,6 +46,15 @@ def test_tiny_fp32_reads_every_weight_once(tiny_fp32: LoadedModel) -> None:
     read, rows, _, _ = weight_bytes(model)
     assert model.config.tie_word_embeddings and rows == 0
     assert read == expected
+
+
+@pytest.mark.skipif(not native_bf16(), reason="oneDNN does not multiply bf16 natively here")
+def test_blocked_bf16_weights_are_counted_as_the_dense_ones_were(tiny_path: Path) -> None:
+    loaded = load_model(tiny_path, LoadMode(dtype="bfloat16", device="cpu"))
+    before = weight_bytes(loaded.model)
+    ModelRunner(loaded.model, slots=1, capacity=32)  # stacks the projections, blocks the bf16 weights
+    assert any(p.is_meta for p in loaded.model.parameters())
+    assert weight_bytes(loaded.model) == before
 
 
 def test_int8_counts_int8_weights_scales_and_an_embedding_row(tiny_int8: LoadedModel) -> None:

@@ -118,6 +118,8 @@ def compile_unsupported(model: Any) -> str | None:
         return "the model does not have the usual embed_tokens / layers / rotary_emb / norm modules"
     if any(type(m).__module__.startswith("bitsandbytes") for m in model.modules()):
         return "bitsandbytes layers (their kernels are opaque to the compiler)"
+    if any(p.is_meta for p in model.parameters()):  # what the compiled step would trace is gone
+        return "an eager runner holds its bf16 weights in oneDNN's blocked layout (engine/blocked.py)"
     return None
 
 

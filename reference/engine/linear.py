@@ -85,6 +85,8 @@ class OneDnnLinear(nn.Linear):
     # Row counts up to this run as they are, wider ones padded to :func:`row_bucket`; None (until
     # :func:`warm_onednn_linears` sets it): every row count as it is.
     exact_rows: int | None = None
+    # The weight in oneDNN's own blocked layout, in place of the dense one (reference.engine.blocked)
+    blocked: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.compiler.is_compiling() or torch.is_grad_enabled() or x.dtype != self.weight.dtype:
@@ -94,7 +96,8 @@ class OneDnnLinear(nn.Linear):
         bucket = m if self.exact_rows is None else row_bucket(m, self.exact_rows)
         if bucket != m:
             x2 = torch.cat([x2, x2.new_zeros(bucket - m, self.in_features)])  # [bucket, in]
-        y = torch.ops.mkldnn._linear_pointwise(x2, self.weight, self.bias, "none", [], "")  # [bucket, out]
+        weight = self.weight if self.blocked is None else self.blocked
+        y = torch.ops.mkldnn._linear_pointwise(x2, weight, self.bias, "none", [], "")  # [bucket, out]
         return y[:m].reshape(*x.shape[:-1], self.out_features)  # [..., out]
 
 
@@ -257,7 +260,7 @@ def warm_onednn_linears(model: nn.Module, max_rows: int, *, head_rows: int | Non
         if key in seen:  # the kernel caches are keyed by shape, not by weight
             continue
         seen.add(key)
-        for m in range(1, rows + 1):
-            module(module.weight.new_zeros(m, module.in_features))
+        for m in range(1, rows + 1):  # on the CPU: a blocked module's dense weight is only a shape
+            module(torch.zeros(m, module.in_features, dtype=module.weight.dtype))
             count += 1
     return count

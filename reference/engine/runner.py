@@ -12,8 +12,9 @@ Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it se
 token ids and positions, and returns logits. When built it retypes the model's fp32/bf16 CPU
 linears to run as oneDNN's linear, which streams the weights far faster than MKL's sgemm here
 (:mod:`reference.engine.linear`), stacks the projections that share an input (q, k, v; gate, up)
-into one product each, and compiles those kernels for forwards of up to ``warm_rows``
-tokens, so the kernel caches are filled once, at load.
+into one product each, holds bf16 weights in oneDNN's blocked layout where the CPU multiplies
+bf16 natively and decode is eager (:mod:`reference.engine.blocked`), and compiles those kernels
+for forwards of up to ``warm_rows`` tokens, so the kernel caches are filled once, at load.
 With ``pool_bytes`` it also keeps a pool of positions outside the slots, sized once, that the
 prompt cache saves slots' keys/values into and loads them back from.
 With ``compile=True`` decode goes through :class:`~reference.engine.compiled.CompiledDecoder`
@@ -29,6 +30,7 @@ from typing import Any
 
 import torch
 
+from reference.engine.blocked import block_bf16_weights
 from reference.engine.compiled import CompiledDecoder
 from reference.engine.kv import ForwardPlan, SlotKV
 from reference.engine.linear import fuse_projections, use_onednn_linears, warm_onednn_linears
@@ -54,6 +56,8 @@ class ModelRunner:
         self.device = model.device
         use_onednn_linears(model)  # CPU float products through oneDNN (engine/linear.py)
         fuse_projections(model)  # q, k, v (and gate, up) of one input as one product
+        if not compile:  # the compiled step traces the dense weights
+            block_bf16_weights(model)  # bf16 weights in oneDNN's layout (engine/blocked.py)
         started = time.perf_counter()
         # their kernels for every row count a round uses now, not mid-stream (and RSS flat after)
         self.warmed = warm_onednn_linears(model, warm_rows, head_rows=slots + 1) if warm_rows else 0

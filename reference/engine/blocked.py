@@ -1,0 +1,66 @@
+"""bf16 linear weights held in oneDNN's own blocked layout, where the CPU multiplies bf16 natively.
+
+oneDNN's linear reads a dense [out, in] bf16 weight far below what its bytes allow: on this
+project's AVX-512 BF16 box a one-row product of a 5632 x 2048 weight read 16.7 GB/s dense and
+30.0 GB/s from the same weight reordered once into the layout its bf16 dot-product kernel wants
+(``torch.ops.mkldnn._reorder_linear_weight``, what inductor's weight freezing emits), and the
+reordered weight was 1.2-1.9x faster at every row count from 1 to 72 (fp32 gained nothing there,
+so fp32 stays dense). The products are bit-identical. docs/perf.md, "bf16 weights in oneDNN's
+blocked layout", has the measurements.
+
+:func:`block_bf16_weights` gives every bf16 :class:`~reference.engine.linear.OneDnnLinear` that
+multiplies (a plain one, or the product of a stack) its blocked weight, and replaces the dense
+weights it no longer reads by shape-only ``meta`` tensors, so the model's memory does not double;
+parameter counts and byte accounting still see every weight's shape and dtype. A weight that
+something else reads dense is left as it is: the output head tied to the input embedding. Only
+the eager runner blocks its weights, once per model: the compiled decode step traces each
+projection's dense weight, so a model whose weights are blocked is not compiled
+(:func:`reference.engine.compiled.compile_unsupported`). Knows nothing of sequences or KV memory.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from reference.engine.linear import FusedLinear, OneDnnLinear, onednn_available
+
+__all__ = ["block_bf16_weights", "native_bf16"]
+
+
+def native_bf16() -> bool:
+    """Whether oneDNN multiplies bf16 natively here (AVX-512 BF16 or AMX), not by converting to fp32."""
+    return onednn_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _shape_only(t: torch.Tensor) -> nn.Parameter:
+    return nn.Parameter(torch.empty(t.shape, dtype=t.dtype, device="meta"), requires_grad=False)
+
+
+@torch.no_grad()
+def block_bf16_weights(model: nn.Module) -> int:
+    """Block every bf16 oneDNN product's weight (see the module docstring); returns how many."""
+    if not native_bf16():
+        return 0
+    embedding = model.get_input_embeddings() if isinstance(model, PreTrainedModel) else None
+    tied = embedding.weight.untyped_storage().data_ptr() if isinstance(embedding, nn.Embedding) else None
+    linears = [m for m in model.modules() if isinstance(m, OneDnnLinear)]
+    products: dict[int, OneDnnLinear] = {}  # what multiplies: a plain linear, or a stack's product
+    for m in linears:
+        product = m.stack.product if isinstance(m, FusedLinear) else m
+        assert isinstance(product, OneDnnLinear)
+        w = product.weight
+        if product.blocked is not None or w.dtype is not torch.bfloat16 or w.device.type != "cpu":
+            continue  # blocked already (a second runner on this model), or not a bf16 CPU weight
+        if w.untyped_storage().data_ptr() != tied:
+            products[id(product)] = product
+    for product in products.values():
+        product.blocked = torch.ops.mkldnn._reorder_linear_weight(product.weight.detach(), batch_size=1)
+    for m in linears:  # the dense weights (a stack's projections hold views of it) go
+        product = m.stack.product if isinstance(m, FusedLinear) else m
+        if id(product) in products:
+            m.weight = _shape_only(m.weight)
+    for product in products.values():
+        product.weight = _shape_only(product.weight)
+    return len(products)
