@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from reference.engine.blocked import block_bf16_weights, native_bf16
+from reference.engine.blocked import block_bf16_weights, onednn_bf16
 from reference.engine.compiled import compile_unsupported
 from reference.engine.linear import FusedLinear, fuse_projections, use_onednn_linears
 from reference.engine.runner import ModelRunner
 from reference.loading import LoadedModel, LoadMode, load_model
 from reference.presets import TINY_MODEL, get_preset, materialize
 
-pytestmark = pytest.mark.skipif(not native_bf16(), reason="oneDNN does not multiply bf16 natively here")
+pytestmark = pytest.mark.skipif(not onednn_bf16(), reason="oneDNN has no bf16 kernels here")
 
 
 def _tiny_bf16() -> LoadedModel:

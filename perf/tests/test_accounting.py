@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from perf.accounting import account, kv_bytes_per_position, weight_bytes
-from reference.engine.blocked import native_bf16
+from reference.engine.blocked import onednn_bf16
 from reference.engine.runner import ModelRunner
 from reference.engine.steps import prefill
 from reference.loading import LoadedModel, LoadMode, load_model
@@ -48,7 +48,7 @@ def test_tiny_fp32_reads_every_weight_once(tiny_fp32: LoadedModel) -> None:
     assert read == expected
 
 
-@pytest.mark.skipif(not native_bf16(), reason="oneDNN does not multiply bf16 natively here")
+@pytest.mark.skipif(not onednn_bf16(), reason="oneDNN has no bf16 kernels here")
 def test_blocked_bf16_weights_are_counted_as_the_dense_ones_were(tiny_path: Path) -> None:
     loaded = load_model(tiny_path, LoadMode(dtype="bfloat16", device="cpu"))
     before = weight_bytes(loaded.model)

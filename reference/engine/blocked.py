@@ -1,4 +1,4 @@
-"""bf16 linear weights held in oneDNN's own blocked layout, where the CPU multiplies bf16 natively.
+"""bf16 linear weights held in oneDNN's own blocked layout, where oneDNN has bf16 kernels.
 
 oneDNN's linear reads a dense [out, in] bf16 weight far below what its bytes allow: on this
 project's AVX-512 BF16 box a one-row product of a 5632 x 2048 weight read 16.7 GB/s dense and
@@ -26,11 +26,13 @@ from transformers import PreTrainedModel
 
 from reference.engine.linear import FusedLinear, OneDnnLinear, onednn_available
 
-__all__ = ["block_bf16_weights", "native_bf16"]
+__all__ = ["block_bf16_weights", "onednn_bf16"]
 
 
-def native_bf16() -> bool:
-    """Whether oneDNN multiplies bf16 natively here (AVX-512 BF16 or AMX), not by converting to fp32."""
+def onednn_bf16() -> bool:
+    """Whether oneDNN has bf16 kernels here: an AVX-512 CPU (with or without its BF16 instructions;
+    measured only with them) or Arm BF16, as ``torch.ops.mkldnn._is_mkldnn_bf16_supported`` says.
+    Elsewhere (AVX2) bf16 weights stay dense."""
     return onednn_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
@@ -41,7 +43,7 @@ def _shape_only(t: torch.Tensor) -> nn.Parameter:
 @torch.no_grad()
 def block_bf16_weights(model: nn.Module) -> int:
     """Block every bf16 oneDNN product's weight (see the module docstring); returns how many."""
-    if not native_bf16():
+    if not onednn_bf16():
         return 0
     embedding = model.get_input_embeddings() if isinstance(model, PreTrainedModel) else None
     tied = embedding.weight.untyped_storage().data_ptr() if isinstance(embedding, nn.Embedding) else None

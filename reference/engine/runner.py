@@ -12,8 +12,8 @@ Knows nothing of sequences' sampling, scheduling, stop conditions or HTTP: it se
 token ids and positions, and returns logits. When built it retypes the model's fp32/bf16 CPU
 linears to run as oneDNN's linear, which streams the weights far faster than MKL's sgemm here
 (:mod:`reference.engine.linear`), stacks the projections that share an input (q, k, v; gate, up)
-into one product each, holds bf16 weights in oneDNN's blocked layout where the CPU multiplies
-bf16 natively and decode is eager (:mod:`reference.engine.blocked`), and compiles those kernels
+into one product each, holds bf16 weights in oneDNN's blocked layout where oneDNN has bf16
+kernels and decode is eager (:mod:`reference.engine.blocked`), and compiles those kernels
 for forwards of up to ``warm_rows`` tokens, so the kernel caches are filled once, at load.
 With ``pool_bytes`` it also keeps a pool of positions outside the slots, sized once, that the
 prompt cache saves slots' keys/values into and loads them back from.
