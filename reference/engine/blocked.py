@@ -5,7 +5,7 @@ project's AVX-512 BF16 box a one-row product of a 5632 x 2048 weight read 16.7 G
 30.0 GB/s from the same weight reordered once into the layout its bf16 dot-product kernel wants
 (``torch.ops.mkldnn._reorder_linear_weight``, what inductor's weight freezing emits), and the
 reordered weight was 1.2-1.9x faster at every row count from 1 to 72 (fp32 gained nothing there,
-so fp32 stays dense). The products are bit-identical. docs/perf.md, "bf16 weights in oneDNN's
+so fp32 stays dense). The products were bit-identical there. docs/perf.md, "bf16 weights in oneDNN's
 blocked layout", has the measurements.
 
 :func:`block_bf16_weights` gives every bf16 :class:`~reference.engine.linear.OneDnnLinear` that
@@ -50,8 +50,7 @@ def block_bf16_weights(model: nn.Module) -> int:
     linears = [m for m in model.modules() if isinstance(m, OneDnnLinear)]
     products: dict[int, OneDnnLinear] = {}  # what multiplies: a plain linear, or a stack's product
     for m in linears:
-        product = m.stack.product if isinstance(m, FusedLinear) else m
-        assert isinstance(product, OneDnnLinear)
+        product = _product(m)
         w = product.weight
         if product.blocked is not None or w.dtype is not torch.bfloat16 or w.device.type != "cpu":
             continue  # blocked already (a second runner on this model), or not a bf16 CPU weight
@@ -59,10 +58,14 @@ def block_bf16_weights(model: nn.Module) -> int:
             products[id(product)] = product
     for product in products.values():
         product.blocked = torch.ops.mkldnn._reorder_linear_weight(product.weight.detach(), batch_size=1)
-    for m in linears:  # the dense weights (a stack's projections hold views of it) go
-        product = m.stack.product if isinstance(m, FusedLinear) else m
-        if id(product) in products:
-            m.weight = _shape_only(m.weight)
-    for product in products.values():
         product.weight = _shape_only(product.weight)
+    for m in linears:  # a stack's projections hold views of its dense weight: they go too
+        if m is not _product(m) and id(_product(m)) in products:
+            m.weight = _shape_only(m.weight)
     return len(products)
+
+
+def _product(m: OneDnnLinear) -> OneDnnLinear:
+    product = m.stack.product if isinstance(m, FusedLinear) else m
+    assert isinstance(product, OneDnnLinear)
+    return product
