@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a prompt with more tokens than this to compute (after the prefix cache) is long (default: 256)",
     )
     batch.add_argument(
+        "--serial-tokens",
+        type=int,
+        default=None,
+        help="forwards of up to this many tokens run their small kernels on one thread, which beats "
+        "waking sleeping threads; 0: off (default: 8 on a CPU under OMP_WAIT_POLICY=PASSIVE, else 0)",
+    )
+    batch.add_argument(
         "--kv-cache-tokens",
         type=int,
         help="KV positions over all running sequences; each gets an equal share, which caps its "
@@ -190,9 +197,9 @@ def _engine(a: argparse.Namespace) -> SchedulerConfig:
     if a.responses_store_size is not None and a.responses_store_size < 0:
         raise SettingsError("--responses-store-size must be a non-negative integer")
     names = ("max_running", "max_waiting", "max_prefill_tokens", "long_prefill_tokens", "long_prompt_tokens",
-             "kv_cache_tokens")  # fmt: skip
+             "kv_cache_tokens", "serial_tokens")  # fmt: skip
     for name in names:
-        value, zero_ok = getattr(a, name), name in ("max_waiting", "long_prefill_tokens")
+        value, zero_ok = getattr(a, name), name in ("max_waiting", "long_prefill_tokens", "serial_tokens")
         if value is not None and value < (0 if zero_ok else 1):
             kind = "non-negative" if zero_ok else "positive"
             raise SettingsError(f"--{name.replace('_', '-')} must be a {kind} integer")
@@ -206,6 +213,7 @@ def _engine(a: argparse.Namespace) -> SchedulerConfig:
         long_prefill_tokens=a.long_prefill_tokens,
         prefix_cache=not a.no_prefix_cache,
         prompt_cache_mib=a.prompt_cache_mib,
+        serial_tokens=a.serial_tokens,
     )
 
 

@@ -25,6 +25,9 @@ instead of calls to MKL's matrix-vector product: on the AMD EPYC box MKL's ``sge
 take it from ~100 to ~60 ms (docs/perf.md, "Single-row linears"). Batched buckets, where asked
 for, keep BLAS.
 
+Under the runner's thread plan (:mod:`reference.engine.threads`) a layer without wide products
+runs on one thread, as inductor compiled it; the head and wide layers get every thread.
+
 Prefill and speculative verify stay eager: they are compute-bound, where dispatch is a small
 share. Inductor's compiled kernels are cached under ``TORCHINDUCTOR_CACHE_DIR``; the runner's
 owner sets it. Knows nothing of sequences, sampling or scheduling.
@@ -43,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from reference.engine.kv import SlotKV
+from reference.engine.threads import ThreadPlan
 from reference.presets import cache_dir
 
 __all__ = [
@@ -181,7 +185,14 @@ class CompiledDecoder:
     """Decode steps of one model over its slot KV memory, compiled per batch bucket."""
 
     def __init__(
-        self, model: Any, kv: SlotKV, *, slots: int, capacity: int, buckets: tuple[int, ...] | None = None
+        self,
+        model: Any,
+        kv: SlotKV,
+        *,
+        slots: int,
+        capacity: int,
+        buckets: tuple[int, ...] | None = None,
+        threads: ThreadPlan | None = None,
     ) -> None:
         reason = compile_unsupported(model)
         if reason is not None:
@@ -195,6 +206,9 @@ class CompiledDecoder:
             raise ValueError(f"batch buckets {self.buckets} do not cover {slots} slots")
         self.scratch = slots  # the KV memory's extra slot: padded rows write there
         self._inner = model.model
+        self.threads = threads or ThreadPlan(model, serial_tokens=0)
+        self._wide_layers = [self.threads.is_wide(layer) for layer in self._inner.layers]
+        self._wide_head = self.threads.is_wide(model.lm_head)
         _use_inductor_cache()
         if not self.cuda:
             _single_row_linears_as_reductions()
@@ -253,10 +267,15 @@ class CompiledDecoder:
         keys = torch.arange(span, device=dev)  # [L]
         torch._dynamo.mark_dynamic(keys, 0)
         self._mark_capacity()
-        h, cos, sin, mask = self._prologue(self._inner, ids, pos[:, None], keys)
-        for layer, k_buf, v_buf in zip(self._inner.layers, self.kv.keys, self.kv.values, strict=True):
-            h = self._layer(layer, h, cos, sin, mask, k_buf, v_buf, rows, pos)
-        logits = self._epilogue(self._inner.norm, self.model.lm_head, h)
+        plan = self.threads
+        with plan.forward(len(rows)):  # under PASSIVE: narrow layers on one thread (engine/threads.py)
+            h, cos, sin, mask = self._prologue(self._inner, ids, pos[:, None], keys)
+            layers = zip(self._inner.layers, self.kv.keys, self.kv.values, self._wide_layers, strict=True)
+            for layer, k_buf, v_buf, wide in layers:
+                with plan.widened(wide):
+                    h = self._layer(layer, h, cos, sin, mask, k_buf, v_buf, rows, pos)
+            with plan.widened(self._wide_head):
+                logits = self._epilogue(self._inner.norm, self.model.lm_head, h)
         return logits[:n]
 
     def _span(self, needed: int) -> int:

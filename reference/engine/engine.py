@@ -120,7 +120,13 @@ class Engine:
         if reason is not None:
             log.warning("%s: not compiling the decode step (%s); decoding eager", self.name, reason)
         build = functools.partial(
-            ModelRunner, model, slots=slots, capacity=self.context_length, warm_rows=rows, pool_bytes=pool
+            ModelRunner,
+            model,
+            slots=slots,
+            capacity=self.context_length,
+            warm_rows=rows,
+            pool_bytes=pool,
+            serial_tokens=self.config.serial_tokens,
         )
         if not compile or reason is not None:
             return build()

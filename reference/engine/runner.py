@@ -16,7 +16,8 @@ into one product each, holds bf16 weights in oneDNN's blocked layout where oneDN
 kernels and decode is eager (:mod:`reference.engine.blocked`), and compiles those kernels
 for forwards of up to ``warm_rows`` tokens, so the kernel caches are filled once, at load.
 With ``pool_bytes`` it also keeps a pool of positions outside the slots, sized once, that the
-prompt cache saves slots' keys/values into and loads them back from.
+prompt cache saves slots' keys/values into and loads them back from. Each forward of at most
+``serial_tokens`` tokens runs its small kernels on one thread (:mod:`reference.engine.threads`).
 With ``compile=True`` decode goes through :class:`~reference.engine.compiled.CompiledDecoder`
 for the batch sizes it compiled (on CPU one row; the KV memory then has one extra scratch slot
 for padded rows); larger steps, prefill and verify stay eager.
@@ -36,6 +37,7 @@ from reference.engine.kv import ForwardPlan, SlotKV
 from reference.engine.linear import fuse_projections, use_onednn_linears, warm_onednn_linears
 from reference.engine.packed import Pieces, packable, packed_attention_for
 from reference.engine.steps import cache_keyword
+from reference.engine.threads import ThreadPlan, default_serial_tokens
 
 __all__ = ["ModelRunner"]
 
@@ -51,6 +53,7 @@ class ModelRunner:
         buckets: tuple[int, ...] | None = None,  # compiled batch sizes; default CPU (1,), CUDA 1, 2, 4, ...
         warm_rows: int = 0,  # compile the oneDNN kernels for forwards of up to this many tokens now
         pool_bytes: int = 0,  # memory for the prompt cache's pool of positions outside the slots
+        serial_tokens: int | None = None,  # forwards this small run one thread (engine/threads.py)
     ) -> None:
         self.model = model
         self.device = model.device
@@ -58,9 +61,15 @@ class ModelRunner:
         fuse_projections(model)  # q, k, v (and gate, up) of one input as one product
         if not compile:  # the compiled step traces the dense weights
             block_bf16_weights(model)  # bf16 weights in oneDNN's layout (engine/blocked.py)
+        if serial_tokens is None:
+            serial_tokens = default_serial_tokens(self.device)
+        self.threads = ThreadPlan(model, serial_tokens)
         started = time.perf_counter()
         # their kernels for every row count a round uses now, not mid-stream (and RSS flat after)
         self.warmed = warm_onednn_linears(model, warm_rows, head_rows=slots + 1) if warm_rows else 0
+        if warm_rows and serial_tokens:  # and on one thread, for the rounds that run on one
+            with self.threads.forward(1):
+                self.warmed += warm_onednn_linears(model, min(warm_rows, serial_tokens), head_rows=slots + 1)
         self.warm_seconds = time.perf_counter() - started
         self.slots = slots
         self.capacity = capacity  # positions per slot: a sequence's prompt + output
@@ -68,7 +77,9 @@ class ModelRunner:
         self.kv = SlotKV(layers, slots + 1 if compile else slots, capacity)
         self.compiled: CompiledDecoder | None = None
         if compile:
-            self.compiled = CompiledDecoder(model, self.kv, slots=slots, capacity=capacity, buckets=buckets)
+            self.compiled = CompiledDecoder(
+                model, self.kv, slots=slots, capacity=capacity, buckets=buckets, threads=self.threads
+            )
         self._cache_kw = cache_keyword(model)
         # sdpa takes a boolean mask; eager attention adds the mask to its scores
         self._bool_mask = getattr(model.config, "_attn_implementation", "sdpa") == "sdpa"
@@ -124,7 +135,7 @@ class ModelRunner:
         self.kv.reserve(max(start + len(t) for _, t, start in ordered))
         plan = ForwardPlan(rows, pos[None, :], kv_len=0, packed=True)
         self.kv.plan(plan)
-        with packed_attention_for(self.model):
+        with packed_attention_for(self.model), self.threads.forward(len(ids)):
             out = self.model(
                 input_ids=torch.tensor([ids], dtype=torch.long, device=dev),  # [1, N]
                 position_ids=plan.positions,
@@ -182,14 +193,15 @@ class ModelRunner:
         mask: Any = allowed if self._bool_mask else self._additive(allowed)
         if self._layer_types and "sliding_attention" in self._layer_types:
             mask = {"full_attention": mask, "sliding_attention": self._sliding(allowed, plan)}
-        out = self.model(
-            input_ids=ids,
-            position_ids=plan.positions,
-            attention_mask=mask,
-            use_cache=True,
-            logits_to_keep=keep,
-            **{self._cache_kw: self.kv},
-        )
+        with self.threads.forward(ids.numel()):
+            out = self.model(
+                input_ids=ids,
+                position_ids=plan.positions,
+                attention_mask=mask,
+                use_cache=True,
+                logits_to_keep=keep,
+                **{self._cache_kw: self.kv},
+            )
         return out.logits.float()  # [B, keep, vocab]
 
     def _additive(self, allowed: torch.Tensor) -> torch.Tensor:

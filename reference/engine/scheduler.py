@@ -47,6 +47,9 @@ class SchedulerConfig:
     prefix_cache: bool = True
     # host memory, MiB, for prompts kept after their slot is reused (the engine sizes the pool)
     prompt_cache_mib: int = 256
+    # For the runner: forwards of up to this many tokens run their small kernels on one thread
+    # (reference.engine.threads); None: 8 on a CPU under OMP_WAIT_POLICY=PASSIVE, else 0 (off).
+    serial_tokens: int | None = None
 
 
 @dataclass
