@@ -6,9 +6,9 @@ decode step (``ModelRunner.decode`` on one slot, the step ``chatref perf`` times
 - **linears**: the time inside the model's linear layers (``nn.Linear`` and its subclasses, the
   int8 weight-only linears, bitsandbytes' linears), timed by forward hooks. A stacked
   projection's product runs in its first projection's call; the other projections take slices.
-- **rest**: a plain step's time minus the linears' (norms, rotary, attention, KV writes, casts
-  between linears, dispatch). Plain and hooked steps alternate, so the hooks' own cost stays out
-  of both figures.
+- **rest**: a plain step's time minus the linears' (norms, rotary, attention, KV writes, the
+  embedding lookup, the argmax that picks the token, and the dispatch between them). Plain and
+  hooked steps alternate, so the hooks' own cost stays out of both figures.
 
 From them: what the linears stream (their weight bytes over their time), which is the ceiling
 this torch build's kernels set below the roofline on this CPU, and the tokens/s a step would reach

@@ -10,11 +10,11 @@ verify) torch runs one thread, and only the products whose weights hold at least
 bandwidth pays for its wake. Larger forwards (prompt chunks) keep every thread throughout.
 The compiled single-row step (:mod:`reference.engine.compiled`) follows the same rule per layer:
 its fused loops end in a barrier each, and a sleeping thread must be woken at every one.
-Measured in docs/perf.md, "One thread for small kernels": on the default model the eager step at
-one row 1.3x (fp32) to 1.8x (int8) faster, the compiled one about 2x; the bandwidth-bound preset,
-whose products are nearly all wide, unchanged. With the policy unset (threads spin, a wake is
-cheap) one thread was slower, so :func:`default_serial_tokens` turns this on only under PASSIVE,
-and only on the CPU.
+Measured in docs/perf.md, "One thread for small kernels": on the default model one int8 stream
+1.3-1.7x faster over HTTP, the compiled fp32 step about 2x, fp32 eager within the noise; the
+bandwidth-bound preset, whose products are nearly all wide, unchanged. With the policy unset
+(threads spin, a wake is cheap) one thread was slower, so :func:`default_serial_tokens` turns
+this on only under PASSIVE, and only on the CPU.
 
 torch's thread count is process-wide, and two models' workers may run forwards at once. So
 :class:`ThreadPlan` always goes back to the count it was built with, never to one it read: a
@@ -96,7 +96,7 @@ class ThreadPlan:
 
     ``serial_tokens`` 0 leaves every forward on torch's thread count. Otherwise the model's wide
     products (weights of ``wide_bytes`` or more) get hooks that widen them back to every thread
-    inside a serial forward; ``remove`` takes the hooks off.
+    inside a serial forward.
     """
 
     def __init__(self, model: nn.Module, serial_tokens: int, wide_bytes: int = WIDE_WEIGHT_BYTES) -> None:
@@ -157,8 +157,3 @@ class ThreadPlan:
     def _narrow(self, *_: Any) -> None:
         if not torch.compiler.is_compiling() and self._serial:
             torch.set_num_threads(1)
-
-    def remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
