@@ -17,6 +17,7 @@ import torch
 
 from perf.bandwidth import Bandwidth, last_level_cache_bytes
 from perf.decode import DecodeStats
+from reference.engine.threads import default_serial_tokens
 
 __all__ = [
     "machine_info",
@@ -68,6 +69,8 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        # forwards of up to this many tokens ran their small kernels on one CPU thread (0: off)
+        "serial_tokens": default_serial_tokens(torch.device("cpu")),
         # co-tenants set how far below the roofline a shared box decodes: keep how busy it was
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "llc_bytes": last_level_cache_bytes(),
@@ -122,7 +125,13 @@ def _bandwidth_line(doc: dict[str, Any]) -> str:
         f"bandwidth {bw['gbps']:.1f} GB/s on {bw['device']} (read-sum {bw['read_sum_gbps']:.1f}, "
         f"matvec {bw['matvec_gbps']:.1f}; best of {bw['best_of']} over {bw['buffer_bytes'] / 2**20:.0f} MiB, "
         f"{bw['threads']} threads, OMP_WAIT_POLICY={bw['omp_wait_policy']})"
+        + _serial_note(doc.get("machine", {}))
     )
+
+
+def _serial_note(mach: dict[str, Any]) -> str:
+    serial = mach.get("serial_tokens")
+    return f"; CPU forwards of up to {serial} tokens on one thread" if serial else ""
 
 
 def render_table(doc: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,8 @@ def test_cli_writes_every_report_and_gates(tmp_path: Path, capsys: pytest.Captur
     doc = json.loads((out / "perf.json").read_text())
     assert [m["mode"] for m in doc["modes"]] == ["fp32", "int8", "prompt-lookup"]
     assert doc["bandwidth"]["gbps"] > 0 and doc["machine"]["versions"]["torch"]
+    passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"  # conftest sets it unless set
+    assert doc["machine"]["serial_tokens"] == (8 if passive else 0)
     for m in doc["modes"]:
         assert m["error"] is None and m["tokens_per_s"] > 0 and m["bytes_per_token"] > 0
         assert m["mbu"] == pytest.approx(
@@ -27,6 +30,7 @@ def test_cli_writes_every_report_and_gates(tmp_path: Path, capsys: pytest.Captur
     assert (out / "roofline.png").read_bytes()[:4] == b"\x89PNG"
     assert "| prompt-lookup |" in (out / "perf.md").read_text()
     assert f"decode on {TINY_MODEL}" in capsys.readouterr().out
+    assert ("forwards of up to 8 tokens on one thread" in (out / "perf.md").read_text()) is passive
     assert set(json.loads(baseline.read_text())["ratios"]) >= {"speedup:int8", "acceptance:prompt-lookup"}
 
 
