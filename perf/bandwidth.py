@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["Bandwidth", "ReferenceKernel", "last_level_cache_bytes", "measure_bandwidth"]
+__all__ = ["Bandwidth", "ReferenceKernel", "last_level_cache_bytes", "measure_bandwidth", "sync_device"]
 
 _GB = 1e9
 
@@ -52,7 +52,8 @@ class Bandwidth:
         return {**asdict(self), "gbps": self.gbps}
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so a timer sees it done."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -61,10 +62,10 @@ def _best_seconds(fn: Callable[[], object], device: torch.device, repeats: int) 
     fn()  # warm-up: page faults, kernel selection
     best = float("inf")
     for _ in range(repeats):
-        _sync(device)
+        sync_device(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync_device(device)
         best = min(best, time.perf_counter() - t0)
     return best
 

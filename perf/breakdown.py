@@ -25,6 +25,7 @@ load hits them alike. Knows nothing of servers, gating or the roofline plot::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -38,7 +39,7 @@ import torch
 from torch import nn
 
 from perf.accounting import weight_bytes
-from perf.bandwidth import measure_bandwidth
+from perf.bandwidth import measure_bandwidth, sync_device
 from perf.cli import resolve_model
 from perf.decode import MODES, ModeRunner, decode_one_token, grounded_prompt
 from reference.quant import Int8Linear
@@ -66,16 +67,12 @@ class StepClock:
         self.seconds = 0.0
         self._started = 0.0
 
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
     def _start(self, *_: Any) -> None:
-        self.sync()
+        sync_device(self.device)
         self._started = time.perf_counter()
 
     def _stop(self, *_: Any) -> None:
-        self.sync()
+        sync_device(self.device)
         self.seconds += time.perf_counter() - self._started
 
     @contextmanager
@@ -154,8 +151,8 @@ def measure(model: str, modes: list[str], steps: int = 16, device: str = "cpu") 
             for hooked in (False, True):
                 token, position = state[m]
                 clock = clocks[m]
-                with clock.hooked() if hooked else _nothing():
-                    clock.sync()
+                with clock.hooked() if hooked else contextlib.nullcontext():
+                    sync_device(clock.device)
                     t0 = time.perf_counter()
                     token = int(torch.argmax(decode_one_token(r.runner, token, position)))
                     seconds = time.perf_counter() - t0
@@ -173,11 +170,6 @@ def measure(model: str, modes: list[str], steps: int = 16, device: str = "cpu") 
         )
         for m in modes
     ]
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def render(model: str, rows: list[Breakdown]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from perf.accounting import ByteAccount, account
-from perf.bandwidth import ReferenceKernel
+from perf.bandwidth import ReferenceKernel, sync_device
 from reference.engine.runner import ModelRunner
 from reference.engine.speculative import (
     DraftModelProposer,
@@ -149,11 +149,6 @@ class DecodeStats:
         return {**asdict(self), **extra, "mbu": self.mbu, "mbu_ref": self.mbu_ref}
 
 
-def _sync(model: Any) -> None:
-    if model.device.type == "cuda":
-        torch.cuda.synchronize(model.device)
-
-
 def decode_one_token(runner: ModelRunner, token: int, position: int) -> torch.Tensor:
     """One plain decode step on the server's own runner (slot 0): the next logits [vocab]."""
     return runner.decode([0], [token], [position])[0]
@@ -180,11 +175,11 @@ class ModeRunner:
 
     def run(self, prompt: list[int], n: int) -> tuple[float, float]:
         model = self.loaded.model
-        _sync(model)
+        sync_device(model.device)
         t0 = time.perf_counter()
         if self.spec.speculative.kind == "none":
             token = int(torch.argmax(self.runner.prefill(0, prompt, 0)))
-            _sync(model)
+            sync_device(model.device)
             t1 = time.perf_counter()
             for i in range(n - 1):
                 token = int(torch.argmax(decode_one_token(self.runner, token, len(prompt) + i)))
@@ -198,11 +193,11 @@ class ModeRunner:
                 stats=self.stats,
             )
             next(stream)
-            _sync(model)
+            sync_device(model.device)
             t1 = time.perf_counter()
             for _ in stream:
                 pass
-        _sync(model)
+        sync_device(model.device)
         return t1 - t0, time.perf_counter() - t1
 
     def tokens(self, new_tokens: int) -> int:
