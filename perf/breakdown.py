@@ -4,7 +4,7 @@ MBU says how far a mode sits below the roofline, not why. This splits the server
 decode step (``ModelRunner.decode`` on one slot, the step ``chatref perf`` times) in two:
 
 - **linears**: the time inside the model's linear layers (``nn.Linear`` and its subclasses, the
-  int8 weight-only linears, bitsandbytes' linears), timed by forward hooks. A stacked
+  int8 linears, bitsandbytes' linears), timed by forward hooks. A stacked
   projection's product runs in its first projection's call; the other projections take slices.
 - **rest**: a plain step's time minus the linears' (norms, rotary, attention, KV writes, the
   embedding lookup, the argmax that picks the token, and the dispatch between them). Plain and

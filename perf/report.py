@@ -18,6 +18,7 @@ import torch
 from perf.bandwidth import Bandwidth, last_level_cache_bytes
 from perf.decode import DecodeStats
 from reference.engine.threads import default_serial_tokens
+from reference.kernels import q8
 
 __all__ = [
     "machine_info",
@@ -71,6 +72,7 @@ def machine_info() -> dict[str, Any]:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         # forwards of up to this many tokens ran their small kernels on one CPU thread (0: off)
         "serial_tokens": default_serial_tokens(torch.device("cpu")),
+        "int8_kernel": q8.describe(),  # what the int8 modes multiply with on the CPU
         # co-tenants set how far below the roofline a shared box decodes: keep how busy it was
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "llc_bytes": last_level_cache_bytes(),
@@ -131,7 +133,9 @@ def _bandwidth_line(doc: dict[str, Any]) -> str:
 
 def _serial_note(mach: dict[str, Any]) -> str:
     serial = mach.get("serial_tokens")
-    return f"; CPU forwards of up to {serial} tokens on one thread" if serial else ""
+    note = f"; CPU forwards of up to {serial} tokens on one thread" if serial else ""
+    kernel = mach.get("int8_kernel")
+    return note + (f"; int8 products: {kernel}" if kernel else "")
 
 
 def render_table(doc: dict[str, Any]) -> None:

@@ -1,15 +1,17 @@
-"""Quantized loading modes: int8 weight-only (CPU-fast) and bitsandbytes 8-bit / 4-bit (nf4).
+"""Quantized loading modes: int8 (CPU-fast) and bitsandbytes 8-bit / 4-bit (nf4).
 
 Owns how a quantization mode name becomes ``from_pretrained`` keyword arguments and post-load
 module surgery. Shared by the server's loader (``reference.loading``) and by ``perf/``.
 Knows nothing of HTTP, registries or timing.
 
-int8 weight-only: every ``nn.Linear`` (the LM head included, untied from the embedding, which
+int8: every ``nn.Linear`` (the LM head included, untied from the embedding, which
 stays in the load dtype because a lookup reads one row) becomes :class:`Int8Linear`: int8
-weights [out, in] with one bf16 scale per output row, multiplied by
-``torch._weight_int8pack_mm``. That kernel is fast only with bf16 activations on CPU (measured
-here: ~3.8x an fp32 matvec over 16 MiB+ weights; with fp32 activations it is ~6x *slower*), so
-the layer casts its input to bf16 and its output back; the rest of the model keeps its dtype,
+weights [out, in] with one scale per output row. On an AVX2 CPU the product is
+:mod:`reference.kernels.q8`'s, in integers over activations quantized in blocks of 32 (as
+llama.cpp's Q8_0 multiplies); elsewhere, or with ``CHATREF_INT8_KERNEL=torch``, it is
+``torch._weight_int8pack_mm``, which is fast only with bf16 activations on CPU (measured here:
+~3.8x an fp32 matvec over 16 MiB+ weights; with fp32 activations ~6x *slower*), so that path
+casts the input to bf16 and the output back. The rest of the model keeps its dtype,
 in memory of its own rather than in the checkpoint's file mapping (see ``own_float_tensors``).
 """
 
@@ -21,7 +23,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from reference.kernels import q8
+
 __all__ = [
+    "DEQUANTIZE_ROWS",
     "QUANT_MODES",
     "Int8Linear",
     "QuantMode",
@@ -33,10 +38,20 @@ __all__ = [
 
 QuantMode = Literal["none", "int8", "bnb-8bit", "bnb-4bit"]
 QUANT_MODES: tuple[QuantMode, ...] = ("none", "int8", "bnb-8bit", "bnb-4bit")
+_INT8_WIDTH = 16  # input widths torch's int8 kernel takes: multiples of this
+# From this many rows a block-scaled layer dequantizes and multiplies in float: at 106 rows
+# 1.5-2x the integer kernel, which is for decode rows (docs/perf.md, "int8 products in integers")
+DEQUANTIZE_ROWS = 64
 
 
 class Int8Linear(nn.Module):
-    """``y = x @ (w_int8 * scale).T + b`` with symmetric per-output-row int8 weights."""
+    """``y = x @ dequantized(w).T + b`` over symmetric int8 weights, in one of two layouts.
+
+    Blocks (on a CPU with the integer kernel, ``in`` a multiple of 32): one fp16 scale per 32
+    weights, scales [out, in/32], multiplied by :func:`reference.kernels.q8.q8_matmul` (or, from
+    :data:`DEQUANTIZE_ROWS` rows, dequantized and multiplied in float). Rows
+    (anywhere else): one bf16 scale per output row, scales [out], by ``torch._weight_int8pack_mm``.
+    """
 
     weight: torch.Tensor
     scales: torch.Tensor
@@ -47,35 +62,61 @@ class Int8Linear(nn.Module):
         self.in_features = int(weight.shape[1])
         self.out_features = int(weight.shape[0])
         self.register_buffer("weight", weight)  # [out, in] int8
-        self.register_buffer("scales", scales)  # [out] bf16
+        self.register_buffer("scales", scales)  # [out, in/32] fp16 (blocks) or [out] bf16 (rows)
         self.register_buffer("bias", bias)  # [out] in the original dtype, or None
 
+    @property
+    def blocks(self) -> bool:
+        return self.scales.dim() == 2
+
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
+    def from_linear(cls, linear: nn.Linear, *, blocks: bool = False) -> Int8Linear:
+        bias = None if linear.bias is None else linear.bias.detach().clone()
+        if blocks:
+            return cls(*q8.quantize_blocks(linear.weight), bias)
         w = linear.weight.detach().float()  # [out, in]
         scales = (w.abs().amax(dim=1) / 127.0).clamp(min=1e-8)  # [out]
         q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8)  # [out, in]
-        bias = None if linear.bias is None else linear.bias.detach().clone()
         return cls(q.contiguous(), scales.to(torch.bfloat16), bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape  # [..., in]
-        x2 = x.reshape(-1, self.in_features).to(torch.bfloat16)  # [M, in]
-        y = torch._weight_int8pack_mm(x2, self.weight, self.scales)  # [M, out] bf16
+        rows = x.numel() // self.in_features
+        if self.blocks and rows >= DEQUANTIZE_ROWS:  # a prompt chunk: compute-bound, one float GEMM
+            x2 = x.reshape(rows, self.in_features).float()  # [M, in]
+            y = q8.dequantized_matmul(x2, self.weight, self.scales)  # [M, out] float32
+        elif self.blocks:
+            x2 = x.reshape(rows, self.in_features).float()  # [M, in]
+            product = q8.q8_linear if torch.compiler.is_compiling() else q8.q8_matmul
+            y = product(x2, self.weight, self.scales)  # [M, out] float32
+        else:
+            x2 = x.reshape(rows, self.in_features).to(torch.bfloat16)  # [M, in]
+            y = torch._weight_int8pack_mm(x2, self.weight, self.scales)  # [M, out] bf16
         y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)  # [..., out]
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only"
+        layout = "blocks of 32" if self.blocks else "rows"
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8, scales by {layout}"
 
 
 def quantize_int8_(model: nn.Module) -> nn.Module:
-    """Replace every ``nn.Linear`` in place by an :class:`Int8Linear`; returns ``model``."""
-    targets = [(name, mod) for name, mod in model.named_modules() if isinstance(mod, nn.Linear)]
+    """Replace every ``nn.Linear`` in place by an :class:`Int8Linear`; returns ``model``.
+
+    On the CPU a layer takes the integer kernel's blocks where it can (see :class:`Int8Linear`).
+    A layer whose input width is no multiple of 16 stays float: ``torch._weight_int8pack_mm``
+    crashes the process on such widths (seen with 24, 40 and 72 in torch 2.13), and it is the
+    product wherever the integer kernel is not."""
+    targets = [
+        (name, mod)
+        for name, mod in model.named_modules()
+        if isinstance(mod, nn.Linear) and mod.in_features % _INT8_WIDTH == 0
+    ]
     for name, linear in targets:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Int8Linear.from_linear(linear).to(linear.weight.device))
+        blocks = linear.weight.device.type == "cpu" and q8.supports(linear.in_features)
+        setattr(parent, child, Int8Linear.from_linear(linear, blocks=blocks).to(linear.weight.device))
     config = getattr(model, "config", None)
     if config is not None and getattr(config, "tie_word_embeddings", False):
         config.tie_word_embeddings = False  # the LM head is int8 now; the embedding keeps its dtype

@@ -1,4 +1,4 @@
-"""int8 weight-only loading lets go of the fp32 checkpoint: nothing left points into its storage.
+"""int8 loading lets go of the fp32 checkpoint: nothing left points into its storage.
 
 The RSS this saves on the default model (1018 → 613 MiB in one process) is measured by
 ``chatref perf soak --serve-args "--quantization int8"``, never here.

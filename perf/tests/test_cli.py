@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from perf.cli import main
+from reference.kernels import q8
 from reference.presets import TINY_MODEL
 
 
@@ -22,6 +23,7 @@ def test_cli_writes_every_report_and_gates(tmp_path: Path, capsys: pytest.Captur
     assert doc["bandwidth"]["gbps"] > 0 and doc["machine"]["versions"]["torch"]
     passive = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"  # conftest sets it unless set
     assert doc["machine"]["serial_tokens"] == (8 if passive else 0)
+    assert doc["machine"]["int8_kernel"] == q8.describe()  # what the int8 row multiplied with
     for m in doc["modes"]:
         assert m["error"] is None and m["tokens_per_s"] > 0 and m["bytes_per_token"] > 0
         assert m["mbu"] == pytest.approx(

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from reference.engine.kv import SlotKV
 from reference.engine.threads import ThreadPlan
 from reference.presets import cache_dir
+from reference.quant import Int8Linear
 
 __all__ = [
     "COMPILE_DEFAULT",
@@ -142,6 +143,17 @@ def _prologue(
     return h, cos[:, None], sin[:, None], mask
 
 
+def _projections(x: torch.Tensor, *projections: Any) -> tuple[torch.Tensor, ...]:
+    """Each projection of ``x``; int8 projections stacked into one product (``reference.engine.linear``)
+    call it once: each call is an opaque operator to inductor, with its own dispatch and quantizing."""
+    stack = getattr(projections[0], "stack", None)
+    shared = all(getattr(p, "stack", None) is stack for p in projections)
+    if stack is not None and shared and isinstance(projections[0], Int8Linear):
+        y = stack.product(x)  # [..., sum(out)]
+        return tuple(y[..., p.part] for p in projections)
+    return tuple(p(x) for p in projections)
+
+
 def _layer(
     layer: Any,
     h: torch.Tensor,
@@ -157,9 +169,10 @@ def _layer(
     attn = layer.self_attn
     b = h.shape[0]
     x = layer.input_layernorm(h)
-    q = attn.q_proj(x).view(b, 1, -1, attn.head_dim)  # [B, 1, H, D]
-    k = attn.k_proj(x).view(b, 1, -1, attn.head_dim)  # [B, 1, Hkv, D]
-    v = attn.v_proj(x).view(b, 1, -1, attn.head_dim)
+    q, k, v = _projections(x, attn.q_proj, attn.k_proj, attn.v_proj)
+    q = q.view(b, 1, -1, attn.head_dim)  # [B, 1, H, D]
+    k = k.view(b, 1, -1, attn.head_dim)  # [B, 1, Hkv, D]
+    v = v.view(b, 1, -1, attn.head_dim)
     if hasattr(attn, "q_norm"):  # Qwen3 normalizes each head before rotary
         q, k = attn.q_norm(q), attn.k_norm(k)
     q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, 1, D]
@@ -174,7 +187,9 @@ def _layer(
         q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, scale=attn.scaling, enable_gqa=True
     )  # [B, H, 1, D]
     h = h + attn.o_proj(o.transpose(1, 2).reshape(b, 1, -1))
-    return h + layer.mlp(layer.post_attention_layernorm(h))
+    mlp = layer.mlp
+    gate, up = _projections(layer.post_attention_layernorm(h), mlp.gate_proj, mlp.up_proj)
+    return h + mlp.down_proj(mlp.act_fn(gate) * up)
 
 
 def _epilogue(norm: Any, head: Any, h: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,7 @@ repeats them.
 
 :func:`use_onednn_linears` retypes a model's fp32 and bf16 CPU ``nn.Linear`` modules in place
 (their parameters, tying and hooks stay as they are); other dtypes, devices and module types
-(the int8 weight-only linear, bitsandbytes) are left alone. Inside ``torch.compile`` (the
+(the int8 linear, bitsandbytes) are left alone. Inside ``torch.compile`` (the
 compiled decode step) and where autograd records, the module is a plain ``nn.Linear``: inductor
 chooses its own kernels there. Knows nothing of sequences or KV memory.
 
@@ -29,7 +29,7 @@ range: padded packed rounds measured 3-21% slower than exact ones.
 
 :func:`fuse_projections` goes one step further for projections of the same input (an attention's
 q, k and v; an MLP's gate and up): one product over their stacked weights, each projection a
-slice of it; the int8 weight-only linears (:class:`reference.quant.Int8Linear`) stack the same
+slice of it; the int8 linears (:class:`reference.quant.Int8Linear`) stack the same
 way. A oneDNN call costs tens of microseconds before it reads a byte, and k and v are
 small (0.4 MB each in SmolLM2-135M), so three calls cost twice what one does (measured in
 docs/perf.md, "Stacked projections"). The stacked weight is the only copy: each projection's
@@ -136,7 +136,7 @@ class FusedLinear(OneDnnLinear):
 
 
 class FusedInt8Linear(Int8Linear):
-    """One int8 projection of a :class:`_Stack` (per-row scales stack exactly: no requantizing)."""
+    """One int8 projection of a :class:`_Stack` (row and block scales both stack exactly: no requantizing)."""
 
     stack: _Stack
     part: slice
@@ -177,7 +177,8 @@ def _stack(parts: list[Any]) -> _Stack:
     if isinstance(parts[0], Int8Linear):
         scales = cat("scales")
         assert scales is not None
-        product, kind, names = Int8Linear(weight, scales, bias), FusedInt8Linear, ("weight", "scales", "bias")
+        product, kind = Int8Linear(weight, scales, bias), FusedInt8Linear
+        names = ("weight", "scales", "bias")
     else:
         product = OneDnnLinear(parts[0].in_features, weight.shape[0], bias=bias is not None)
         product.weight = nn.Parameter(weight, requires_grad=False)

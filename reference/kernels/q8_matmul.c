@@ -1,0 +1,149 @@
+/* int8-weight products in integers (AVX2, with AVX-VNNI where the compiler has it).
+ *
+ * Weights come in blocks of 32 int8 values with one fp16 scale each, as in llama.cpp's Q8_0.
+ * Activations are quantized here, per call, in blocks of 32 too, but to int16 (one float scale
+ * each): int8 activations, as Q8_0 pairs them, cost the default model 4x the weights' own error
+ * (docs/perf.md, "int8 products in integers"). Each block is an integer dot product (vpdpwssd, or
+ * vpmaddwd), scaled and accumulated in float. Built at first use with -march=native by
+ * reference/kernels/q8.py; no torch headers.
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define STRIPS_AHEAD 2 /* prefetch the strip this many strips ahead: 1-4 measured within 10% */
+
+/* x [m, k] float -> xq [m, k] int16 and xs [m, k/32] float (k a multiple of 32). */
+static void quantize_rows(const float *x, int m, int k, int16_t *xq, float *xs) {
+  const int nb = k / 32;
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (int r = 0; r < m; r++)
+    for (int b = 0; b < nb; b++) {
+      const float *p = x + (long)r * k + b * 32;
+      __m256 mx = _mm256_setzero_ps();
+      for (int j = 0; j < 32; j += 8) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(p + j)));
+      __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+      h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+      h = _mm_max_ss(h, _mm_movehdup_ps(h));
+      const float amax = _mm_cvtss_f32(h);
+      xs[r * nb + b] = amax / 32767.0f;
+      const __m256 inv = _mm256_set1_ps(amax > 0.0f ? 32767.0f / amax : 0.0f);
+      __m256i q[4];
+      for (int j = 0; j < 4; j++)
+        q[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(p + 8 * j), inv),
+                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      /* packs interleave 128-bit lanes; the permute restores element order */
+      const __m256i order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7);
+      __m256i lo = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(q[0], q[1]), order);
+      __m256i hi = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(q[2], q[3]), order);
+      _mm256_storeu_si256((__m256i *)(xq + (long)r * k + b * 32), lo);
+      _mm256_storeu_si256((__m256i *)(xq + (long)r * k + b * 32 + 16), hi);
+    }
+}
+
+/* sum over 32 of x (int16, two registers) times w (int8, one register), as 8 int32 lanes */
+static inline __m256i dot32(__m256i xlo, __m256i xhi, __m256i w) {
+  const __m256i wlo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
+  const __m256i whi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpwssd_epi32(_mm256_madd_epi16(xlo, wlo), xhi, whi);
+#elif defined(__AVXVNNI__)
+  return _mm256_dpwssd_avx_epi32(_mm256_madd_epi16(xlo, wlo), xhi, whi);
+#else
+  return _mm256_add_epi32(_mm256_madd_epi16(xlo, wlo), _mm256_madd_epi16(xhi, whi));
+#endif
+}
+
+static inline float hsum(__m256 v) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  return _mm_cvtss_f32(h);
+}
+
+static inline __m256i load(const void *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* Four rows' block scales [4][nb], fp16 in memory, as floats (once per strip, not per input row). */
+static void strip_scales(const uint16_t *ws, int nb, float *out) {
+  int i = 0;
+  for (; i + 8 <= 4 * nb; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(ws + i))));
+  for (; i < 4 * nb; i++) out[i] = _cvtsh_ss(ws[i]);
+}
+
+/* y[r, n] (row stride ldy) = sum_b xs[r, b] * ws[n, b] * dot(xq[r, b], w[n, b]) for n in [n0, n1),
+ * ws [n, k/32] fp16. Four weight rows at a time: each strip is read from memory once and from L1
+ * for the other input rows. Returns 0, or -1 where scratch memory could not be allocated. */
+int q8_rows(const int16_t *xq, const float *xs, int m, int k, const int8_t *w, const uint16_t *ws,
+            int n0, int n1, float *y, long ldy) {
+  const int nb = k / 32;
+  float *sw = malloc(sizeof(float) * 4 * (size_t)nb);
+  if (!sw) return -1;
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const int8_t *w0 = w + (long)n * k;
+    strip_scales(ws + (long)n * nb, nb, sw);
+    for (int r = 0; r < m; r++) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      const int16_t *xr = xq + (long)r * k;
+      const float *sr = xs + r * nb;
+      for (int b = 0; b < nb; b++) {
+        if (r == 0 && (b & 1) == 0 && n + 4 * (STRIPS_AHEAD + 1) <= n1) {
+          const char *next = (const char *)(w0 + 4L * STRIPS_AHEAD * k + b * 32);
+          _mm_prefetch(next, _MM_HINT_T0);
+          _mm_prefetch(next + k, _MM_HINT_T0);
+          _mm_prefetch(next + 2L * k, _MM_HINT_T0);
+          _mm_prefetch(next + 3L * k, _MM_HINT_T0);
+        }
+        const __m256i xlo = load(xr + b * 32), xhi = load(xr + b * 32 + 16);
+        const float s = sr[b];
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(xlo, xhi, load(w0 + b * 32))), _mm256_set1_ps(s * sw[b]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(xlo, xhi, load(w0 + k + b * 32))),
+                             _mm256_set1_ps(s * sw[nb + b]), a1);
+        a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(xlo, xhi, load(w0 + 2L * k + b * 32))),
+                             _mm256_set1_ps(s * sw[2 * nb + b]), a2);
+        a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(xlo, xhi, load(w0 + 3L * k + b * 32))),
+                             _mm256_set1_ps(s * sw[3 * nb + b]), a3);
+      }
+      float *yr = y + r * ldy;
+      yr[n] = hsum(a0);
+      yr[n + 1] = hsum(a1);
+      yr[n + 2] = hsum(a2);
+      yr[n + 3] = hsum(a3);
+    }
+  }
+  for (; n < n1; n++) {
+    const int8_t *w0 = w + (long)n * k;
+    for (int r = 0; r < m; r++) {
+      __m256 a = _mm256_setzero_ps();
+      const int16_t *xr = xq + (long)r * k;
+      for (int b = 0; b < nb; b++) {
+        const __m256i d = dot32(load(xr + b * 32), load(xr + b * 32 + 16), load(w0 + b * 32));
+        const float s = xs[r * nb + b] * _cvtsh_ss(ws[(long)n * nb + b]);
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_set1_ps(s), a);
+      }
+      y[r * ldy + n] = hsum(a);
+    }
+  }
+  free(sw);
+  return 0;
+}
+
+void q8_quantize(const float *x, int m, int k, int16_t *xq, float *xs) { quantize_rows(x, m, k, xq, xs); }
+
+/* The whole product on the calling thread, its scratch its own: one foreign call per product.
+ * Like q8_rows, returns 0, or -1 where scratch memory could not be allocated. */
+int q8_matmul(const float *x, int m, int k, const int8_t *w, const uint16_t *ws, int n, float *y) {
+  int16_t *xq = malloc(sizeof(int16_t) * (size_t)m * k);
+  float *xs = malloc(sizeof(float) * (size_t)m * (k / 32));
+  if (!xq || !xs) {
+    free(xq);
+    free(xs);
+    return -1;
+  }
+  quantize_rows(x, m, k, xq, xs);
+  const int failed = q8_rows(xq, xs, m, k, w, ws, 0, n, y, n);
+  free(xq);
+  free(xs);
+  return failed;
+}
