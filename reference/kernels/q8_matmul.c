@@ -82,6 +82,15 @@ static void strip_scales(const uint16_t *ws, int nb, float *out) {
   for (; i < 4 * nb; i++) out[i] = _cvtsh_ss(ws[i]);
 }
 
+/* The same 64 bytes of the four rows STRIPS_AHEAD strips on: every other block of the strip. */
+static inline void prefetch_ahead(const int8_t *w0, int k, int b) {
+  const char *next = (const char *)(w0 + 4L * STRIPS_AHEAD * k + b * 32);
+  _mm_prefetch(next, _MM_HINT_T0);
+  _mm_prefetch(next + k, _MM_HINT_T0);
+  _mm_prefetch(next + 2L * k, _MM_HINT_T0);
+  _mm_prefetch(next + 3L * k, _MM_HINT_T0);
+}
+
 /* y[r, n] (row stride ldy) = sum_b xs[r, b] * ws[n, b] * dot(xq[r, b], w[n, b]) for n in [n0, n1),
  * ws [n, k/32] fp16. Four weight rows at a time: each strip is read from memory once and from L1
  * for the other input rows, which go two at a time so that each weight block is widened once for
@@ -95,6 +104,7 @@ int q8_rows(const int16_t *xq, const float *xs, int m, int k, const int8_t *w, c
   for (; n + 4 <= n1; n += 4) {
     const int8_t *w0 = w + (long)n * k;
     strip_scales(ws + (long)n * nb, nb, sw);
+    const int ahead = n + 4 * (STRIPS_AHEAD + 1) <= n1;
     int r = 0;
     for (; r + 2 <= m; r += 2) { /* two input rows at a time: each weight block widened once */
       __m256 a[4], c[4];
@@ -102,13 +112,7 @@ int q8_rows(const int16_t *xq, const float *xs, int m, int k, const int8_t *w, c
       const int16_t *x0 = xq + (long)r * k, *x1 = x0 + k;
       const float *s0 = xs + r * nb, *s1 = s0 + nb;
       for (int b = 0; b < nb; b++) {
-        if (r == 0 && (b & 1) == 0 && n + 4 * (STRIPS_AHEAD + 1) <= n1) {
-          const char *next = (const char *)(w0 + 4L * STRIPS_AHEAD * k + b * 32);
-          _mm_prefetch(next, _MM_HINT_T0);
-          _mm_prefetch(next + k, _MM_HINT_T0);
-          _mm_prefetch(next + 2L * k, _MM_HINT_T0);
-          _mm_prefetch(next + 3L * k, _MM_HINT_T0);
-        }
+        if (r == 0 && (b & 1) == 0 && ahead) prefetch_ahead(w0, k, b);
         const __m256i x0lo = load(x0 + b * 32), x0hi = load(x0 + b * 32 + 16);
         const __m256i x1lo = load(x1 + b * 32), x1hi = load(x1 + b * 32 + 16);
         for (int j = 0; j < 4; j++) {
@@ -130,13 +134,7 @@ int q8_rows(const int16_t *xq, const float *xs, int m, int k, const int8_t *w, c
       const int16_t *xr = xq + (long)r * k;
       const float *sr = xs + r * nb;
       for (int b = 0; b < nb; b++) {
-        if (r == 0 && (b & 1) == 0 && n + 4 * (STRIPS_AHEAD + 1) <= n1) {
-          const char *next = (const char *)(w0 + 4L * STRIPS_AHEAD * k + b * 32);
-          _mm_prefetch(next, _MM_HINT_T0);
-          _mm_prefetch(next + k, _MM_HINT_T0);
-          _mm_prefetch(next + 2L * k, _MM_HINT_T0);
-          _mm_prefetch(next + 3L * k, _MM_HINT_T0);
-        }
+        if (r == 0 && (b & 1) == 0 && ahead) prefetch_ahead(w0, k, b);
         const __m256i xlo = load(xr + b * 32), xhi = load(xr + b * 32 + 16);
         const float s = sr[b];
         a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(xlo, xhi, load(w0 + b * 32))), _mm256_set1_ps(s * sw[b]), a0);
