@@ -41,10 +41,8 @@ static void quantize_rows(const float *x, int m, int k, int16_t *xq, float *xs) 
     }
 }
 
-/* sum over 32 of x (int16, two registers) times w (int8, one register), as 8 int32 lanes */
-static inline __m256i dot32(__m256i xlo, __m256i xhi, __m256i w) {
-  const __m256i wlo = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w));
-  const __m256i whi = _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1));
+/* sum over 32 of x (int16, two registers) times w (int16, two registers), as 8 int32 lanes */
+static inline __m256i dot16(__m256i xlo, __m256i xhi, __m256i wlo, __m256i whi) {
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
   return _mm256_dpwssd_epi32(_mm256_madd_epi16(xlo, wlo), xhi, whi);
 #elif defined(__AVXVNNI__)
@@ -54,15 +52,10 @@ static inline __m256i dot32(__m256i xlo, __m256i xhi, __m256i w) {
 #endif
 }
 
-/* the same with w already widened: two input rows share one widening of each weight block */
-static inline __m256i dot16(__m256i xlo, __m256i xhi, __m256i wlo, __m256i whi) {
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-  return _mm256_dpwssd_epi32(_mm256_madd_epi16(xlo, wlo), xhi, whi);
-#elif defined(__AVXVNNI__)
-  return _mm256_dpwssd_avx_epi32(_mm256_madd_epi16(xlo, wlo), xhi, whi);
-#else
-  return _mm256_add_epi32(_mm256_madd_epi16(xlo, wlo), _mm256_madd_epi16(xhi, whi));
-#endif
+/* the same with w as 32 int8 in one register, widened here (two input rows widen once: q8_rows) */
+static inline __m256i dot32(__m256i xlo, __m256i xhi, __m256i w) {
+  return dot16(xlo, xhi, _mm256_cvtepi8_epi16(_mm256_castsi256_si128(w)),
+               _mm256_cvtepi8_epi16(_mm256_extracti128_si256(w, 1)));
 }
 
 static inline float hsum(__m256 v) {
