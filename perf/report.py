@@ -18,7 +18,7 @@ import torch
 from perf.bandwidth import Bandwidth, last_level_cache_bytes
 from perf.decode import DecodeStats
 from reference.engine.threads import default_serial_tokens
-from reference.kernels import q8
+from reference.quant import int8_product
 
 __all__ = [
     "machine_info",
@@ -61,7 +61,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info(device: str = "cpu") -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     return {
         "platform": platform.platform(),
@@ -72,7 +72,7 @@ def machine_info() -> dict[str, Any]:
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
         # forwards of up to this many tokens ran their small kernels on one CPU thread (0: off)
         "serial_tokens": default_serial_tokens(torch.device("cpu")),
-        "int8_kernel": q8.describe(),  # what the int8 modes multiply with on the CPU
+        "int8_kernel": int8_product(torch.device(device)),  # what the int8 modes multiply with
         # co-tenants set how far below the roofline a shared box decodes: keep how busy it was
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "llc_bytes": last_level_cache_bytes(),
@@ -90,7 +90,7 @@ def result_document(
     doc = {
         "schema": "chatref.perf/1",
         "model": model,
-        "machine": machine_info(),
+        "machine": machine_info(bandwidth.device),
         "bandwidth": bandwidth.to_dict(),
         "modes": [s.to_dict() for s in stats],
     }

@@ -11,16 +11,21 @@ weights [out, in] with one scale per output row. On an AVX2 CPU the product is
 llama.cpp's Q8_0 multiplies); elsewhere, or with ``CHATREF_INT8_KERNEL=torch``, it is
 ``torch._weight_int8pack_mm``, which is fast only with bf16 activations on CPU (measured here:
 ~3.8x an fp32 matvec over 16 MiB+ weights; with fp32 activations ~6x *slower*), so that path
-casts the input to bf16 and the output back. The rest of the model keeps its dtype,
+casts the input to bf16 and the output back. On a device where torch has no such kernel (CUDA
+in some builds), or with ``CHATREF_INT8_KERNEL=dequantize``, the rows layout widens the weight
+to bf16 and multiplies in float. The rest of the model keeps its dtype,
 in memory of its own rather than in the checkpoint's file mapping (see ``own_float_tensors``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reference.kernels import q8
@@ -31,6 +36,7 @@ __all__ = [
     "Int8Linear",
     "QuantMode",
     "from_pretrained_kwargs",
+    "int8_product",
     "own_float_tensors",
     "postprocess",
     "quantize_int8_",
@@ -64,6 +70,8 @@ class Int8Linear(nn.Module):
         self.register_buffer("weight", weight)  # [out, in] int8
         self.register_buffer("scales", scales)  # [out, in/32] fp16 (blocks) or [out] bf16 (rows)
         self.register_buffer("bias", bias)  # [out] in the original dtype, or None
+        # decided here, not per call: a compiled step must not trace the dispatcher query
+        self.int8pack = _int8pack_kernel(weight.device.type)
 
     @property
     def blocks(self) -> bool:
@@ -91,13 +99,34 @@ class Int8Linear(nn.Module):
             y = product(x2, self.weight, self.scales)  # [M, out] float32
         else:
             x2 = x.reshape(rows, self.in_features).to(torch.bfloat16)  # [M, in]
-            y = torch._weight_int8pack_mm(x2, self.weight, self.scales)  # [M, out] bf16
+            if self.int8pack:
+                y = torch._weight_int8pack_mm(x2, self.weight, self.scales)  # [M, out] bf16
+            else:  # no int8 kernel on this device: widen the weight, multiply in bf16 (as gpt-fast)
+                y = F.linear(x2, self.weight.to(x2.dtype)) * self.scales  # [M, out] bf16
         y = y.to(x.dtype).reshape(*shape[:-1], self.out_features)  # [..., out]
         return y if self.bias is None else y + self.bias
 
     def extra_repr(self) -> str:
         layout = "blocks of 32" if self.blocks else "rows"
         return f"in_features={self.in_features}, out_features={self.out_features}, int8, scales by {layout}"
+
+
+@functools.cache
+def _int8pack_kernel(device_type: str) -> bool:
+    """Whether torch has ``_weight_int8pack_mm`` for this device (CPU and MPS do; CUDA in some
+    builds), unless ``CHATREF_INT8_KERNEL=dequantize`` asks for the float product."""
+    if os.environ.get("CHATREF_INT8_KERNEL", "").strip().lower() == "dequantize":
+        return False
+    return torch._C._dispatch_has_kernel_for_dispatch_key("aten::_weight_int8pack_mm", device_type.upper())
+
+
+def int8_product(device: torch.device) -> str:
+    """Which product int8 layers multiply with on ``device``, in words for logs and reports."""
+    if device.type == "cpu" and q8.available():
+        return q8.describe()
+    if _int8pack_kernel(device.type):
+        return f"torch._weight_int8pack_mm ({device.type})"
+    return f"int8 widened to bf16, then a bf16 product ({device.type})"
 
 
 def quantize_int8_(model: nn.Module) -> nn.Module:

@@ -16,8 +16,12 @@ the runner sends more rows than the largest bucket to its eager forward. Padded 
 scratch slot (the KV memory's extra last slot) at position 0 and are dropped.
 The attended length is dynamic (one graph for every context length); on CPU so is the KV
 capacity, which still grows by doubling. On CUDA the KV memory is allocated at full capacity
-with static addresses, the attended length is rounded to a power of two, and the layer graph
-runs as CUDA graphs (``mode="reduce-overhead"``).
+with static addresses, the attended length is rounded to a power of two, and the step is
+compiled whole (prologue, every layer, epilogue in one graph, as gpt-fast compiles its
+``decode_one_token``) and replayed as one CUDA graph per bucket and length
+(``mode="reduce-overhead"``): one launch a token instead of one per layer. ``whole_step=True``
+takes that path on the CPU too, where tests check it; CPU serving keeps the regions, which
+compile one layer instead of unrolling them all and let each layer choose its threads.
 
 On CPU a single row's linears (the one-stream step) compile to inductor's own reduction loops
 instead of calls to MKL's matrix-vector product: on the AMD EPYC box MKL's ``sgemv`` streams
@@ -196,6 +200,23 @@ def _epilogue(norm: Any, head: Any, h: torch.Tensor) -> torch.Tensor:
     return head(norm(h)[:, -1]).float()  # [B, vocab]
 
 
+def _step(
+    inner: Any,
+    head: Any,
+    ids: torch.Tensor,
+    pos: torch.Tensor,
+    keys: torch.Tensor,
+    k_bufs: list[torch.Tensor],
+    v_bufs: list[torch.Tensor],
+    rows: torch.Tensor,
+) -> torch.Tensor:
+    """The whole step as one graph: ids [B, 1], pos/rows [B], keys [L] -> logits [B, vocab]."""
+    h, cos, sin, mask = _prologue(inner, ids, pos[:, None], keys)
+    for layer, k_buf, v_buf in zip(inner.layers, k_bufs, v_bufs, strict=True):
+        h = _layer(layer, h, cos, sin, mask, k_buf, v_buf, rows, pos)
+    return _epilogue(inner.norm, head, h)
+
+
 class CompiledDecoder:
     """Decode steps of one model over its slot KV memory, compiled per batch bucket."""
 
@@ -208,6 +229,7 @@ class CompiledDecoder:
         capacity: int,
         buckets: tuple[int, ...] | None = None,
         threads: ThreadPlan | None = None,
+        whole_step: bool | None = None,
     ) -> None:
         reason = compile_unsupported(model)
         if reason is not None:
@@ -233,9 +255,13 @@ class CompiledDecoder:
         torch._dynamo.config.accumulated_recompile_limit = max(
             torch._dynamo.config.accumulated_recompile_limit, 16 * limit
         )
+        # One graph per step on CUDA: a CUDA graph replays the whole step, where one per region
+        # would leave a launch per layer (and chained CUDA-graph outputs between them)
+        self.whole_step = self.cuda if whole_step is None else whole_step
         mode = "reduce-overhead" if self.cuda else None
+        self._step: Callable[..., Any] = torch.compile(_step, dynamic=False, mode=mode)
         self._prologue: Callable[..., Any] = torch.compile(_prologue, dynamic=False)
-        self._layer: Callable[..., Any] = torch.compile(_layer, dynamic=False, mode=mode)
+        self._layer: Callable[..., Any] = torch.compile(_layer, dynamic=False)
         self._epilogue: Callable[..., Any] = torch.compile(_epilogue, dynamic=False)
         self._allocate(capacity)
         self._marked: list[torch.Tensor] = []
@@ -283,6 +309,12 @@ class CompiledDecoder:
         torch._dynamo.mark_dynamic(keys, 0)
         self._mark_capacity()
         plan = self.threads
+        if self.whole_step:
+            with plan.forward(len(rows)):
+                logits = self._step(
+                    self._inner, self.model.lm_head, ids, pos, keys, self.kv.keys, self.kv.values, rows
+                )
+            return logits[:n].clone()  # a CUDA graph's output memory is the next replay's
         with plan.forward(len(rows)):  # under PASSIVE: narrow layers on one thread (engine/threads.py)
             h, cos, sin, mask = self._prologue(self._inner, ids, pos[:, None], keys)
             layers = zip(self._inner.layers, self.kv.keys, self.kv.values, self._wide_layers, strict=True)
