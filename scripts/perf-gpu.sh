@@ -9,7 +9,9 @@
 # runs, eager modes and compiled ones (each beside plain fp32, so both carry the speedup column):
 # a compile that fails or overruns costs its own run, never the eager figures. First, the int8
 # products this torch offers on the GPU are checked against float and timed (int8-products.txt).
-# Environment: OUT, PYTHON (python3), TOKENS (128), RUNS (5), EAGER_S (90), COMPILED_S (240).
+# Environment: OUT, PYTHON (python3), TOKENS (128), RUNS (5), EAGER_S (240: eager decode on a GPU
+# is host-bound, 20-35 ms a token on an H200's host), COMPILED_S (300), EAGER_MODES and
+# COMPILED_MODES (the lists below).
 set -uo pipefail
 out=${OUT:-out/perf-gpu}
 py=${PYTHON:-python3}
@@ -60,8 +62,8 @@ for name, (fn, width) in products.items():
     print(f"{name:30s} {best:7.1f} us/product  weight bytes {gbs:6.0f} GB/s  rel.err {err:.1e}")
 EOF
 
-eager=(fp32 bf16 int8 prompt-lookup draft-int8)
-compiled=(fp32 fp32-compiled bf16-compiled int8-compiled)
+read -ra eager <<<"${EAGER_MODES:-fp32 bf16 int8 prompt-lookup draft-int8}"
+read -ra compiled <<<"${COMPILED_MODES:-fp32 fp32-compiled bf16-compiled int8-compiled}"
 for src in "$@"; do
   name=$(basename "$src")
   model=/tmp/chatref-shaped/$name
@@ -69,10 +71,11 @@ for src in "$@"; do
   "$py" -m perf.shaped "$src" "$model" --device cuda || continue
   for kind in eager compiled; do
     declare -n modes=$kind
-    limit=$([ "$kind" = eager ] && echo "${EAGER_S:-90}" || echo "${COMPILED_S:-240}")
+    limit=$([ "$kind" = eager ] && echo "${EAGER_S:-240}" || echo "${COMPILED_S:-300}")
     echo "== $name $kind: ${modes[*]} (at most ${limit} s)"
     # perf_hints: inductor says why a graph could not become a CUDA graph, if it could not
-    TORCH_LOGS=$([ "$kind" = compiled ] && echo perf_hints) timeout "$limit" "$py" -m perf.cli --model "$model" --device cuda --modes "${modes[@]}" \
+    hints=(); [ "$kind" = compiled ] && hints=(env TORCH_LOGS=perf_hints)
+    "${hints[@]}" timeout "$limit" "$py" -m perf.cli --model "$model" --device cuda --modes "${modes[@]}" \
       --new-tokens "$tokens" --runs "$runs" --out "$out/$name-$kind" 2>&1 | tee "$out/$name-$kind.log"
     echo "== $name $kind: exit ${PIPESTATUS[0]}"
   done

@@ -75,6 +75,14 @@ def test_a_small_forward_runs_one_thread_but_its_wide_products_every_thread(two_
     assert seen.counts[id(model[3])] == [1, 2]
 
 
+def test_a_layer_streams_wide_on_its_products_bytes_together(two_threads: None) -> None:
+    layer = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 16))  # 2 x 4096 bytes
+    plan = ThreadPlan(layer, serial_tokens=4, wide_bytes=16 * 64 * 4 + 1, wide_layer_bytes=2 * 16 * 64 * 4)
+    assert not plan.is_wide(layer) and plan.wide_products == 0  # neither product alone
+    assert plan.streams_wide(layer)  # both together, as one compiled layer reads them
+    assert not ThreadPlan(layer, serial_tokens=4, wide_layer_bytes=2 * 16 * 64 * 4 + 1).streams_wide(layer)
+
+
 def test_off_means_no_hooks_and_no_change(two_threads: None) -> None:
     model = nn.Sequential(nn.Linear(16, 256))
     plan = ThreadPlan(model, serial_tokens=0, wide_bytes=1)

@@ -1,11 +1,13 @@
 """The compiled decode step: one token for up to a bucket of rows, through ``torch.compile``.
 
-Owns the decode forward of Llama-shaped models (Llama, Mistral, Qwen2/3, SmolLM) written as
-three compiled regions over the model's own modules: the prologue (embedding, rotary angles,
-mask), **one decoder layer** compiled once and reused by every layer (regional compilation: a
-30-layer model compiles one layer graph, not 30 unrolled copies) and the epilogue (final norm,
-LM head). Inductor fuses each layer's norms, rotary, residuals and activation into a few C++
-loops, so a token dispatches a few dozen kernels instead of hundreds of eager ops.
+Owns the decode forward of Llama-shaped models (Llama, Mistral, Qwen2/3, SmolLM) written over
+the model's own modules as two graphs: the **body** (embedding, rotary angles, mask and every
+decoder layer, unrolled into one graph, as gpt-fast compiles its ``decode_one_token``) and the
+epilogue (final norm, LM head). Inductor fuses each layer's norms, rotary, residuals and
+activation into a few C++ loops, and the whole body is one call: a token costs two compiled
+calls' guards and dispatch, not one per layer. On the default model that is 1.2-1.5x the
+per-layer regions this replaced (docs/perf.md, "One graph for every layer"); the price is the
+first compile, ~50 s instead of ~14 cold (~5 s from inductor's cache either way).
 
 Shapes: the batch is padded up to a bucket, so each bucket is one static-batch graph compiled
 when the model loads. On CUDA the buckets are 1, 2, 4, 8, ... up to the slot count, as vLLM
@@ -16,12 +18,8 @@ the runner sends more rows than the largest bucket to its eager forward. Padded 
 scratch slot (the KV memory's extra last slot) at position 0 and are dropped.
 The attended length is dynamic (one graph for every context length); on CPU so is the KV
 capacity, which still grows by doubling. On CUDA the KV memory is allocated at full capacity
-with static addresses, the attended length is rounded to a power of two, and the step is
-compiled whole (prologue, every layer, epilogue in one graph, as gpt-fast compiles its
-``decode_one_token``) and replayed as one CUDA graph per bucket and length
-(``mode="reduce-overhead"``): one launch a token instead of one per layer. ``whole_step=True``
-takes that path on the CPU too, where tests check it; CPU serving keeps the regions, which
-compile one layer instead of unrolling them all and let each layer choose its threads.
+with static addresses, the attended length is rounded to a power of two, and body and head are
+one graph replayed as one CUDA graph per bucket and length (``mode="reduce-overhead"``).
 
 On CPU a single row's linears (the one-stream step) compile to inductor's own reduction loops
 instead of calls to MKL's matrix-vector product: on the AMD EPYC box MKL's ``sgemv`` streams
@@ -29,8 +27,10 @@ instead of calls to MKL's matrix-vector product: on the AMD EPYC box MKL's ``sge
 take it from ~100 to ~60 ms (docs/perf.md, "Single-row linears"). Batched buckets, where asked
 for, keep BLAS.
 
-Under the runner's thread plan (:mod:`reference.engine.threads`) a layer without wide products
-runs on one thread, as inductor compiled it; the head and wide layers get every thread.
+Threads, under the runner's plan (:mod:`reference.engine.threads`): the body takes every thread
+when a layer's products hold :data:`~reference.engine.threads.WIDE_LAYER_BYTES` together (fp32
+and bf16 here), else one (int8's narrow products are single-threaded calls, so a second thread
+only adds wakes); the head takes every thread when it is wide.
 
 Prefill and speculative verify stay eager: they are compute-bound, where dispatch is a small
 share. Inductor's compiled kernels are cached under ``TORCHINDUCTOR_CACHE_DIR``; the runner's
@@ -200,9 +200,8 @@ def _epilogue(norm: Any, head: Any, h: torch.Tensor) -> torch.Tensor:
     return head(norm(h)[:, -1]).float()  # [B, vocab]
 
 
-def _step(
+def _body(
     inner: Any,
-    head: Any,
     ids: torch.Tensor,
     pos: torch.Tensor,
     keys: torch.Tensor,
@@ -210,11 +209,16 @@ def _step(
     v_bufs: list[torch.Tensor],
     rows: torch.Tensor,
 ) -> torch.Tensor:
-    """The whole step as one graph: ids [B, 1], pos/rows [B], keys [L] -> logits [B, vocab]."""
+    """Prologue and every layer: ids [B, 1], pos/rows [B], keys [L] -> hidden [B, 1, E]."""
     h, cos, sin, mask = _prologue(inner, ids, pos[:, None], keys)
     for layer, k_buf, v_buf in zip(inner.layers, k_bufs, v_bufs, strict=True):
         h = _layer(layer, h, cos, sin, mask, k_buf, v_buf, rows, pos)
-    return _epilogue(inner.norm, head, h)
+    return h
+
+
+def _step(inner: Any, head: Any, *args: Any) -> torch.Tensor:
+    """The whole step, the LM head included: :func:`_body`'s arguments -> logits [B, vocab]."""
+    return _epilogue(inner.norm, head, _body(inner, *args))
 
 
 class CompiledDecoder:
@@ -229,7 +233,6 @@ class CompiledDecoder:
         capacity: int,
         buckets: tuple[int, ...] | None = None,
         threads: ThreadPlan | None = None,
-        whole_step: bool | None = None,
     ) -> None:
         reason = compile_unsupported(model)
         if reason is not None:
@@ -244,25 +247,22 @@ class CompiledDecoder:
         self.scratch = slots  # the KV memory's extra slot: padded rows write there
         self._inner = model.model
         self.threads = threads or ThreadPlan(model, serial_tokens=0)
-        self._wide_layers = [self.threads.is_wide(layer) for layer in self._inner.layers]
+        self._wide_body = any(self.threads.streams_wide(layer) for layer in self._inner.layers)
         self._wide_head = self.threads.is_wide(model.lm_head)
         _use_inductor_cache()
         if not self.cuda:
             _single_row_linears_as_reductions()
-        # every bucket of every compiled model recompiles the one layer function: raise the limit
+        # every bucket of every compiled model recompiles the same functions: raise the limit
         limit = 4 * len(self.buckets) + 16
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
         torch._dynamo.config.accumulated_recompile_limit = max(
             torch._dynamo.config.accumulated_recompile_limit, 16 * limit
         )
-        # One graph per step on CUDA: a CUDA graph replays the whole step, where one per region
-        # would leave a launch per layer (and chained CUDA-graph outputs between them)
-        self.whole_step = self.cuda if whole_step is None else whole_step
-        mode = "reduce-overhead" if self.cuda else None
-        self._step: Callable[..., Any] = torch.compile(_step, dynamic=False, mode=mode)
-        self._prologue: Callable[..., Any] = torch.compile(_prologue, dynamic=False)
-        self._layer: Callable[..., Any] = torch.compile(_layer, dynamic=False)
-        self._epilogue: Callable[..., Any] = torch.compile(_epilogue, dynamic=False)
+        if self.cuda:  # body and head as one CUDA graph: one replay a token
+            self._step: Callable[..., Any] = torch.compile(_step, dynamic=False, mode="reduce-overhead")
+        else:  # the head apart, so that it can take every thread when the body takes one
+            self._body: Callable[..., Any] = torch.compile(_body, dynamic=False)
+            self._epilogue: Callable[..., Any] = torch.compile(_epilogue, dynamic=False)
         self._allocate(capacity)
         self._marked: list[torch.Tensor] = []
 
@@ -308,19 +308,14 @@ class CompiledDecoder:
         keys = torch.arange(span, device=dev)  # [L]
         torch._dynamo.mark_dynamic(keys, 0)
         self._mark_capacity()
-        plan = self.threads
-        if self.whole_step:
-            with plan.forward(len(rows)):
-                logits = self._step(
-                    self._inner, self.model.lm_head, ids, pos, keys, self.kv.keys, self.kv.values, rows
-                )
+        args = (ids, pos, keys, self.kv.keys, self.kv.values, rows)
+        if self.cuda:
+            logits = self._step(self._inner, self.model.lm_head, *args)
             return logits[:n].clone()  # a CUDA graph's output memory is the next replay's
-        with plan.forward(len(rows)):  # under PASSIVE: narrow layers on one thread (engine/threads.py)
-            h, cos, sin, mask = self._prologue(self._inner, ids, pos[:, None], keys)
-            layers = zip(self._inner.layers, self.kv.keys, self.kv.values, self._wide_layers, strict=True)
-            for layer, k_buf, v_buf, wide in layers:
-                with plan.widened(wide):
-                    h = self._layer(layer, h, cos, sin, mask, k_buf, v_buf, rows, pos)
+        plan = self.threads
+        with plan.forward(len(rows)):  # under PASSIVE: a small step on one thread (engine/threads.py)
+            with plan.widened(self._wide_body):
+                h = self._body(self._inner, *args)
             with plan.widened(self._wide_head):
                 logits = self._epilogue(self._inner.norm, self.model.lm_head, h)
         return logits[:n]

@@ -8,8 +8,9 @@ norm. So in a forward of at most ``serial_tokens`` tokens (a decode round of a f
 verify) torch runs one thread, and only the products whose weights hold at least
 :data:`WIDE_WEIGHT_BYTES` take every thread: they stream enough bytes that a second core's
 bandwidth pays for its wake. Larger forwards (prompt chunks) keep every thread throughout.
-The compiled single-row step (:mod:`reference.engine.compiled`) follows the same rule per layer:
-its fused loops end in a barrier each, and a sleeping thread must be woken at every one.
+The compiled single-row step (:mod:`reference.engine.compiled`) runs every layer in one graph,
+whose fused loops end in a barrier each, where a sleeping thread must be woken: it takes every
+thread when a layer's products together hold :data:`WIDE_LAYER_BYTES` (:meth:`ThreadPlan.streams_wide`).
 Measured in docs/perf.md, "One thread for small kernels": on the default model one int8 stream
 1.3-1.7x faster over HTTP, the compiled fp32 step about 2x, fp32 eager within the noise; the
 bandwidth-bound preset, whose products are nearly all wide, unchanged. With the policy unset
@@ -35,10 +36,15 @@ from torch import nn
 
 from reference.quant import Int8Linear
 
-__all__ = ["SERIAL_TOKENS", "WIDE_WEIGHT_BYTES", "ThreadPlan", "default_serial_tokens"]
+__all__ = ["SERIAL_TOKENS", "WIDE_LAYER_BYTES", "WIDE_WEIGHT_BYTES", "ThreadPlan", "default_serial_tokens"]
 
 SERIAL_TOKENS = 8  # the server's default batch of decode rows
 WIDE_WEIGHT_BYTES = 8 * 2**20  # a product over this many bytes of weights takes every thread
+# A compiled layer whose products hold this many bytes together takes every thread. On the default
+# model one thread against two, quiet (docs/perf.md, "One graph for every layer"): int8 (3.7 MB a
+# layer) 52.3 against 45.8 tok/s; bf16 (7.1 MB) 29.2 against 37.4; fp32 (14.2 MB) 22.8 against 33.9.
+# It is also where the int8 kernel starts splitting a one-row product over threads (2^22 MACs).
+WIDE_LAYER_BYTES = 4 * 2**20
 
 
 def default_serial_tokens(device: torch.device) -> int:
@@ -99,10 +105,17 @@ class ThreadPlan:
     inside a serial forward.
     """
 
-    def __init__(self, model: nn.Module, serial_tokens: int, wide_bytes: int = WIDE_WEIGHT_BYTES) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        serial_tokens: int,
+        wide_bytes: int = WIDE_WEIGHT_BYTES,
+        wide_layer_bytes: int = WIDE_LAYER_BYTES,
+    ) -> None:
         self.serial_tokens = serial_tokens
         self.threads = _NARROWED.outside()  # every thread: torch's count outside serial forwards
         self.wide_bytes = wide_bytes
+        self.wide_layer_bytes = wide_layer_bytes
         self._serial = False
         self._handles: list[Any] = []
         if serial_tokens > 0 and self.threads > 1:
@@ -135,10 +148,16 @@ class ThreadPlan:
         """Whether any product in ``module`` takes every thread inside a serial forward."""
         return any(_weight_bytes(p) >= self.wide_bytes for p in _products(module))
 
+    def streams_wide(self, module: nn.Module) -> bool:
+        """Whether ``module``'s products together hold :attr:`wide_layer_bytes` of weights: a
+        compiled layer runs them as fused loops, and the layer's bytes, not one product's, are
+        what a second core's bandwidth must pay the wakes for."""
+        return sum(_weight_bytes(p) for p in _products(module)) >= self.wide_layer_bytes
+
     @contextlib.contextmanager
     def widened(self, wide: bool) -> Iterator[None]:
         """Every thread for a region with wide products, inside a serial forward: the compiled
-        step's regions, whose products no hook sees."""
+        step's graphs, whose products no hook sees."""
         if not (wide and self._serial):
             yield
             return
