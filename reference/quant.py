@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from typing import Any, Literal
 
 import torch
@@ -57,7 +56,8 @@ class Int8Linear(nn.Module):
     Blocks (on a CPU with the integer kernel, ``in`` a multiple of 32): one fp16 scale per 32
     weights, scales [out, in/32], multiplied by :func:`reference.kernels.q8.q8_matmul` (or, from
     :data:`DEQUANTIZE_ROWS` rows, dequantized and multiplied in float). Rows
-    (anywhere else): one bf16 scale per output row, scales [out], by ``torch._weight_int8pack_mm``.
+    (anywhere else): one bf16 scale per output row, scales [out], by ``torch._weight_int8pack_mm``,
+    or on CUDA widened to bf16 and multiplied in bf16 (``int8pack`` says which).
     """
 
     weight: torch.Tensor
@@ -116,7 +116,7 @@ class Int8Linear(nn.Module):
 def _int8pack_kernel(device_type: str) -> bool:
     """Whether the rows layout multiplies with ``_weight_int8pack_mm`` on this device: where torch
     has it (CPU, MPS) and it is the faster one, unless ``CHATREF_INT8_KERNEL=dequantize``."""
-    if os.environ.get("CHATREF_INT8_KERNEL", "").strip().lower() == "dequantize":
+    if q8.requested() == "dequantize":
         return False
     if device_type == "cuda":  # it has one, but at 113 GB/s on an H200 where widening runs 243
         return False

@@ -46,6 +46,7 @@ __all__ = [
     "q8_linear",
     "q8_matmul",
     "quantize_blocks",
+    "requested",
     "supports",
 ]
 
@@ -140,6 +141,11 @@ def _agrees(lib: ctypes.CDLL) -> bool:
     return bool(torch.allclose(got, want, rtol=0.05, atol=0.05 * float(want.abs().max())))
 
 
+def requested() -> str:
+    """The int8 product ``CHATREF_INT8_KERNEL`` asks for (``torch``, ``dequantize``), or ``""``."""
+    return os.environ.get("CHATREF_INT8_KERNEL", "").strip().lower()
+
+
 def available() -> bool:
     """Whether :func:`q8_linear` can run here (built, loaded and checked once per process)."""
     global _lib, _tried
@@ -149,7 +155,7 @@ def available() -> bool:
         if _tried:
             return _lib is not None
         _tried = True
-        if os.environ.get("CHATREF_INT8_KERNEL", "").strip().lower() == "torch":
+        if requested() == "torch":
             log.info("int8 products: torch._weight_int8pack_mm (CHATREF_INT8_KERNEL=torch)")
             return False
         flags = set(_cpu_flags().split())
