@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from reference.engine.compiled import bucket_for, compile_unsupported, decode_buckets
+from reference.engine.decode_graph import attend, rotary_table
 from reference.engine.runner import ModelRunner
 from reference.loading import LoadedModel, LoadMode, load_model
 from reference.presets import TINY_MODEL, get_preset, materialize
@@ -58,6 +60,30 @@ def test_compiled_greedy_tokens_equal_eager(tiny: LoadedModel) -> None:
     # its attended span crosses 16-position roundings
     alone, _ = _greedy(compiled, [1], 40)
     assert alone[1] == _greedy(eager, [1], 40)[0][1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cpu_attention_is_sdpa(dtype: torch.dtype) -> None:
+    """The CPU step's attention, written as fusable sums, against torch's SDPA: 8 heads over 2 kv
+    heads, two rows whose masks end at different positions."""
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 8, 1, 16, generator=gen).to(dtype)  # [B, H, 1, D]
+    keys = torch.randn(2, 2, 37, 16, generator=gen).to(dtype)  # [B, Hkv, L, D]
+    values = torch.randn(2, 2, 37, 16, generator=gen).to(dtype)
+    mask = (torch.arange(37)[None, :] <= torch.tensor([[20], [36]]))[:, None, None]  # [B, 1, 1, L]
+    want = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=0.25, enable_gqa=True)
+    got = attend(q, keys, values, mask, 0.25)
+    assert got.dtype == dtype and got.shape == want.shape
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
+
+
+def test_rotary_table_rows_are_the_models_own(tiny: LoadedModel) -> None:
+    inner = tiny.model.model
+    table = rotary_table(inner, 64, torch.device("cpu"))  # [2, 64, D]
+    pos = torch.tensor([[0, 7, 63]])
+    cos, sin = inner.rotary_emb(inner.embed_tokens(pos), pos)  # [1, 3, D]
+    assert torch.equal(table[0, pos[0]], cos[0]) and torch.equal(table[1, pos[0]], sin[0])
 
 
 def test_unsupported_models_say_why() -> None:

@@ -21,6 +21,11 @@ capacity, which still grows by doubling. On CUDA the KV memory is allocated at f
 with static addresses, the attended length is rounded to a power of two, and body and head are
 one graph replayed as one CUDA graph per bucket and length (``mode="reduce-overhead"``).
 
+The step itself is :mod:`reference.engine.decode_graph`. On CPU its attention is sums that
+inductor fuses into the layer's loops, not torch's SDPA, an opaque call that ended each layer's
+kernel: one kernel or a few for the whole body instead of two a layer, 1.10-1.15x the fp32 step
+(docs/perf.md, "Attention inside the graph").
+
 On CPU a single row's linears (the one-stream step) compile to inductor's own reduction loops
 instead of calls to MKL's matrix-vector product: on the AMD EPYC box MKL's ``sgemv`` streams
 ~7 GB/s of weights where a read of the same bytes runs at ~21 GB/s, and the step's fused loops
@@ -47,12 +52,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from reference.engine.decode_graph import body, epilogue, rotary_table, step
 from reference.engine.kv import SlotKV
 from reference.engine.threads import ThreadPlan
 from reference.presets import cache_dir
-from reference.quant import Int8Linear
 
 __all__ = [
     "COMPILE_DEFAULT",
@@ -132,95 +136,6 @@ def compile_unsupported(model: Any) -> str | None:
     return None
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def _prologue(
-    inner: Any, ids: torch.Tensor, pos: torch.Tensor, keys: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """ids, pos [B, 1], keys [L] -> hidden [B, 1, E], cos/sin [B, 1, 1, D], mask [B, 1, 1, L]."""
-    h = inner.embed_tokens(ids)
-    cos, sin = inner.rotary_emb(h, pos)  # [B, 1, D]
-    mask = keys[None, None, None, :] <= pos[:, None, :, None]
-    return h, cos[:, None], sin[:, None], mask
-
-
-def _projections(x: torch.Tensor, *projections: Any) -> tuple[torch.Tensor, ...]:
-    """Each projection of ``x``; int8 projections stacked into one product (``reference.engine.linear``)
-    call it once: each call is an opaque operator to inductor, with its own dispatch and quantizing."""
-    stack = getattr(projections[0], "stack", None)
-    shared = all(getattr(p, "stack", None) is stack for p in projections)
-    if stack is not None and shared and isinstance(projections[0], Int8Linear):
-        y = stack.product(x)  # [..., sum(out)]
-        return tuple(y[..., p.part] for p in projections)
-    return tuple(p(x) for p in projections)
-
-
-def _layer(
-    layer: Any,
-    h: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
-    mask: torch.Tensor,
-    k_buf: torch.Tensor,
-    v_buf: torch.Tensor,
-    rows: torch.Tensor,
-    pos: torch.Tensor,
-) -> torch.Tensor:
-    """One decoder layer for one token per row: h [B, 1, E]; k/v_buf [S, kv_heads, C, D]; rows, pos [B]."""
-    attn = layer.self_attn
-    b = h.shape[0]
-    x = layer.input_layernorm(h)
-    q, k, v = _projections(x, attn.q_proj, attn.k_proj, attn.v_proj)
-    q = q.view(b, 1, -1, attn.head_dim)  # [B, 1, H, D]
-    k = k.view(b, 1, -1, attn.head_dim)  # [B, 1, Hkv, D]
-    v = v.view(b, 1, -1, attn.head_dim)
-    if hasattr(attn, "q_norm"):  # Qwen3 normalizes each head before rotary
-        q, k = attn.q_norm(q), attn.k_norm(k)
-    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, heads, 1, D]
-    q = q * cos + _rotate_half(q) * sin
-    k = k * cos + _rotate_half(k) * sin
-    k_buf[rows, :, pos] = k[:, :, 0].to(k_buf.dtype)  # this token's keys into each row's slot
-    v_buf[rows, :, pos] = v[:, :, 0].to(v_buf.dtype)
-    span = mask.shape[-1]
-    keys = k_buf.index_select(0, rows)[:, :, :span]  # [B, Hkv, L, D]
-    values = v_buf.index_select(0, rows)[:, :, :span]
-    o = F.scaled_dot_product_attention(
-        q, keys.to(q.dtype), values.to(q.dtype), attn_mask=mask, scale=attn.scaling, enable_gqa=True
-    )  # [B, H, 1, D]
-    h = h + attn.o_proj(o.transpose(1, 2).reshape(b, 1, -1))
-    mlp = layer.mlp
-    gate, up = _projections(layer.post_attention_layernorm(h), mlp.gate_proj, mlp.up_proj)
-    return h + mlp.down_proj(mlp.act_fn(gate) * up)
-
-
-def _epilogue(norm: Any, head: Any, h: torch.Tensor) -> torch.Tensor:
-    return head(norm(h)[:, -1]).float()  # [B, vocab]
-
-
-def _body(
-    inner: Any,
-    ids: torch.Tensor,
-    pos: torch.Tensor,
-    keys: torch.Tensor,
-    k_bufs: list[torch.Tensor],
-    v_bufs: list[torch.Tensor],
-    rows: torch.Tensor,
-) -> torch.Tensor:
-    """Prologue and every layer: ids [B, 1], pos/rows [B], keys [L] -> hidden [B, 1, E]."""
-    h, cos, sin, mask = _prologue(inner, ids, pos[:, None], keys)
-    for layer, k_buf, v_buf in zip(inner.layers, k_bufs, v_bufs, strict=True):
-        h = _layer(layer, h, cos, sin, mask, k_buf, v_buf, rows, pos)
-    return h
-
-
-def _step(inner: Any, head: Any, *args: Any) -> torch.Tensor:
-    """The whole step, the LM head included: :func:`_body`'s arguments -> logits [B, vocab]."""
-    return _epilogue(inner.norm, head, _body(inner, *args))
-
-
 class CompiledDecoder:
     """Decode steps of one model over its slot KV memory, compiled per batch bucket."""
 
@@ -259,11 +174,14 @@ class CompiledDecoder:
             torch._dynamo.config.accumulated_recompile_limit, 16 * limit
         )
         if self.cuda:  # body and head as one CUDA graph: one replay a token
-            self._step: Callable[..., Any] = torch.compile(_step, dynamic=False, mode="reduce-overhead")
+            self._step: Callable[..., Any] = torch.compile(step, dynamic=False, mode="reduce-overhead")
         else:  # the head apart, so that it can take every thread when the body takes one
-            self._body: Callable[..., Any] = torch.compile(_body, dynamic=False)
-            self._epilogue: Callable[..., Any] = torch.compile(_epilogue, dynamic=False)
+            self._body: Callable[..., Any] = torch.compile(body, dynamic=False)
+            self._epilogue: Callable[..., Any] = torch.compile(epilogue, dynamic=False)
         self._allocate(capacity)
+        self._rotary = rotary_table(self._inner, self.kv.max_capacity, self.device)
+        if self.cuda:
+            torch._dynamo.mark_static_address(self._rotary)
         self._marked: list[torch.Tensor] = []
 
     def _allocate(self, capacity: int) -> None:
@@ -308,7 +226,7 @@ class CompiledDecoder:
         keys = torch.arange(span, device=dev)  # [L]
         torch._dynamo.mark_dynamic(keys, 0)
         self._mark_capacity()
-        args = (ids, pos, keys, self.kv.keys, self.kv.values, rows)
+        args = (ids, pos, keys, self.kv.keys, self.kv.values, rows, self._rotary)
         if self.cuda:
             logits = self._step(self._inner, self.model.lm_head, *args)
             return logits[:n].clone()  # a CUDA graph's output memory is the next replay's
