@@ -16,8 +16,10 @@ from reference.cli.serve import settings_from_args
 from reference.engine import Engine, SchedulerConfig
 from reference.engine.runner import ModelRunner
 from reference.engine.threads import SERIAL_TOKENS, WIDE_WEIGHT_BYTES, ThreadPlan, default_serial_tokens
+from reference.kernels import q8
 from reference.loading import LoadedModel, LoadMode, load_model
 from reference.presets import TINY_MODEL, get_preset, materialize
+from reference.quant import Int8Linear
 from reference.settings import SettingsError
 
 
@@ -81,6 +83,19 @@ def test_a_layer_streams_wide_on_its_products_bytes_together(two_threads: None) 
     assert not plan.is_wide(layer) and plan.wide_products == 0  # neither product alone
     assert plan.streams_wide(layer)  # both together, as one compiled layer reads them
     assert not ThreadPlan(layer, serial_tokens=4, wide_layer_bytes=2 * 16 * 64 * 4 + 1).streams_wide(layer)
+
+
+def test_block_int8_products_split_on_their_own_and_leave_the_plan_narrow(two_threads: None) -> None:
+    """chatref's int8 kernel splits a large product over its own pool, whatever torch's count: the
+    plan neither widens it nor counts its bytes toward a compiled layer's threads."""
+    big = nn.Linear(2048, 2048)  # 4 MiB of int8: wide at the thresholds below
+    weight, scales = q8.quantize_blocks(big.weight)
+    layer = nn.Sequential(Int8Linear(weight, scales, None))
+    plan = ThreadPlan(layer, serial_tokens=4, wide_bytes=1, wide_layer_bytes=1)
+    assert plan.wide_products == 0 and not plan.is_wide(layer) and not plan.streams_wide(layer)
+    rows = nn.Sequential(Int8Linear.from_linear(big))  # torch's layout: torch's threads
+    plan = ThreadPlan(rows, serial_tokens=4, wide_bytes=1, wide_layer_bytes=1)
+    assert plan.wide_products == 1 and plan.is_wide(rows) and plan.streams_wide(rows)
 
 
 def test_off_means_no_hooks_and_no_change(two_threads: None) -> None:

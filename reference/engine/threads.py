@@ -8,6 +8,9 @@ norm. So in a forward of at most ``serial_tokens`` tokens (a decode round of a f
 verify) torch runs one thread, and only the products whose weights hold at least
 :data:`WIDE_WEIGHT_BYTES` take every thread: they stream enough bytes that a second core's
 bandwidth pays for its wake. Larger forwards (prompt chunks) keep every thread throughout.
+chatref's int8 products (blocks, :mod:`reference.kernels.q8`) are left out of all of this: they
+split over the kernel's own pool when large, whatever torch's count, so a plan neither widens them
+nor counts their bytes.
 The compiled single-row step (:mod:`reference.engine.compiled`) runs every layer in one graph,
 whose fused loops end in a barrier each, where a sleeping thread must be woken: it takes every
 thread when a layer's products together hold :data:`WIDE_LAYER_BYTES` (:meth:`ThreadPlan.streams_wide`).
@@ -43,7 +46,7 @@ WIDE_WEIGHT_BYTES = 8 * 2**20  # a product over this many bytes of weights takes
 # A compiled layer whose products hold this many bytes together takes every thread. On the default
 # model one thread against two, quiet (docs/perf.md, "One graph for every layer"): int8 (3.7 MB a
 # layer) 52.3 against 45.8 tok/s; bf16 (7.1 MB) 29.2 against 37.4; fp32 (14.2 MB) 22.8 against 33.9.
-# It is also where the int8 kernel starts splitting a one-row product over threads (2^22 MACs).
+# (int8 layers now count none of their bytes: their products split on their own.)
 WIDE_LAYER_BYTES = 4 * 2**20
 
 
@@ -51,6 +54,12 @@ def default_serial_tokens(device: torch.device) -> int:
     """:data:`SERIAL_TOKENS` on the CPU under ``OMP_WAIT_POLICY=PASSIVE``, else 0 (off)."""
     passive = os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
     return SERIAL_TOKENS if device.type == "cpu" and passive else 0
+
+
+def _own_threads(product: nn.Module) -> bool:
+    """Whether ``product`` splits over threads of its own, whatever torch's count: chatref's int8
+    kernel (blocks) runs its spans on its own pool (``reference.kernels.q8``)."""
+    return isinstance(product, Int8Linear) and product.blocks
 
 
 def _products(model: nn.Module) -> list[nn.Module]:
@@ -120,7 +129,7 @@ class ThreadPlan:
         self._handles: list[Any] = []
         if serial_tokens > 0 and self.threads > 1:
             for product in _products(model):
-                if _weight_bytes(product) >= wide_bytes:
+                if _weight_bytes(product) >= wide_bytes and not _own_threads(product):
                     self._handles.append(product.register_forward_pre_hook(self._widen))
                     self._handles.append(product.register_forward_hook(self._narrow))
 
@@ -146,13 +155,14 @@ class ThreadPlan:
 
     def is_wide(self, module: nn.Module) -> bool:
         """Whether any product in ``module`` takes every thread inside a serial forward."""
-        return any(_weight_bytes(p) >= self.wide_bytes for p in _products(module))
+        return any(_weight_bytes(p) >= self.wide_bytes and not _own_threads(p) for p in _products(module))
 
     def streams_wide(self, module: nn.Module) -> bool:
         """Whether ``module``'s products together hold :attr:`wide_layer_bytes` of weights: a
         compiled layer runs them as fused loops, and the layer's bytes, not one product's, are
         what a second core's bandwidth must pay the wakes for."""
-        return sum(_weight_bytes(p) for p in _products(module)) >= self.wide_layer_bytes
+        layer_bytes = sum(_weight_bytes(p) for p in _products(module) if not _own_threads(p))
+        return layer_bytes >= self.wide_layer_bytes
 
     @contextlib.contextmanager
     def widened(self, wide: bool) -> Iterator[None]:

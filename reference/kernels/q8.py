@@ -12,8 +12,11 @@ Owns the weight layout, building the shared object (``cc -O3 -march=native``, on
 CPU, into the chatref cache, renamed into place so concurrent processes never load half a file),
 checking it against a float product before first use, and :func:`q8_matmul`, also registered as
 the operator ``chatref::q8_linear`` (:data:`q8_linear`) so that compiled decode steps call it.
-Products over enough work are split across torch's current thread count (which
-:mod:`reference.engine.threads` narrows for small forwards). Knows nothing of modules or models:
+Products over enough work (2^22 multiply-adds: a 4 MiB weight's one row) are split over the
+process's threads, torch's count when the kernel was checked, on chatref's own pool, whatever count
+a forward narrows torch to (:mod:`reference.engine.threads`): a pool round trip costs ~20 us, where
+such a product streams for 0.2 ms or more, and on the bandwidth preset one eager int8 stream
+decoded 1.14x faster so (docs/perf.md, "Attention inside the graph"). Knows nothing of modules or models:
 :mod:`reference.quant` decides which layers take it.
 
 ``CHATREF_INT8_KERNEL=torch`` keeps every int8 layer in torch's layout and kernel.
@@ -62,6 +65,7 @@ _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
 _pool: ThreadPoolExecutor | None = None
+_split = 1  # threads a large product splits over: torch's count when the kernel was checked
 
 
 def _cpu_flags() -> str:
@@ -148,7 +152,7 @@ def requested() -> str:
 
 def available() -> bool:
     """Whether :func:`q8_linear` can run here (built, loaded and checked once per process)."""
-    global _lib, _tried
+    global _lib, _tried, _split
     if _tried:  # no lock once decided: compiled graphs trace this call
         return _lib is not None
     with _lock:
@@ -171,6 +175,7 @@ def available() -> bool:
             log.warning("int8 products: torch._weight_int8pack_mm (the integer kernel disagreed with float)")
             return False
         _lib = lib
+        _split = torch.get_num_threads()
         log.info("int8 products: %s", describe())
         return True
 
@@ -202,7 +207,7 @@ def _product(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor, scales: to
     m, k = x.shape  # x [M, K] float32, contiguous
     n = weight.shape[0]  # weight [N, K] int8, scales [N, K/32] fp16
     y = torch.empty(m, n)  # [M, N]
-    threads = torch.get_num_threads() if m * n * k >= _SPLIT_WORK else 1
+    threads = _split if m * n * k >= _SPLIT_WORK else 1
     if threads == 1:  # the common case, a decode row over a narrow weight: one foreign call
         if lib.q8_matmul(x.data_ptr(), m, k, weight.data_ptr(), scales.data_ptr(), n, y.data_ptr()):
             raise MemoryError("q8_matmul: no memory for its scratch")
