@@ -8,6 +8,8 @@ never here.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -87,8 +89,18 @@ def test_rotary_table_rows_are_the_models_own(tiny: LoadedModel) -> None:
 
 
 def test_unsupported_models_say_why() -> None:
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
     reason = compile_unsupported(model)
     assert reason is not None and "gpt2" in reason
+
+    def llama(**rope: Any) -> LlamaForCausalLM:  # one small layer
+        shape: dict[str, Any] = {"num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64}
+        config = LlamaConfig(vocab_size=64, num_attention_heads=2, **shape, **rope)
+        return LlamaForCausalLM(config)
+
+    assert compile_unsupported(llama()) is None
+    # its angles change with the sequence's length, where the step reads them from a table
+    reason = compile_unsupported(llama(rope_scaling={"rope_type": "dynamic", "factor": 2.0}))
+    assert reason is not None and "dynamic" in reason

@@ -1,13 +1,14 @@
 """The compiled decode step: one token for up to a bucket of rows, through ``torch.compile``.
 
-Owns the decode forward of Llama-shaped models (Llama, Mistral, Qwen2/3, SmolLM) written over
-the model's own modules as two graphs: the **body** (embedding, rotary angles, mask and every
-decoder layer, unrolled into one graph, as gpt-fast compiles its ``decode_one_token``) and the
-epilogue (final norm, LM head). Inductor fuses each layer's norms, rotary, residuals and
-activation into a few C++ loops, and the whole body is one call: a token costs two compiled
-calls' guards and dispatch, not one per layer. On the default model that is 1.2-1.5x the
-per-layer regions this replaced (docs/perf.md, "One graph for every layer"); the price is the
-first compile, ~50 s instead of ~14 cold (~5 s from inductor's cache either way).
+Owns compiling the decode forward of Llama-shaped models (Llama, Mistral, Qwen2/3, SmolLM), which
+:mod:`reference.engine.decode_graph` writes over the model's own modules, as two graphs: the
+**body** (embedding, rotary angles, mask and every decoder layer, unrolled into one graph, as
+gpt-fast compiles its ``decode_one_token``) and the epilogue (final norm, LM head). Inductor
+fuses each layer's norms, rotary, residuals and activation into a few C++ loops, and the whole
+body is one call: a token costs two compiled calls' guards and dispatch, not one per layer. On
+the default model that is 1.2-1.5x the per-layer regions this replaced (docs/perf.md, "One graph
+for every layer"); the price is the first compile, ~50-60 s instead of ~14 cold (~5-7 s from
+inductor's cache either way).
 
 Shapes: the batch is padded up to a bucket, so each bucket is one static-batch graph compiled
 when the model loads. On CUDA the buckets are 1, 2, 4, 8, ... up to the slot count, as vLLM
@@ -130,6 +131,9 @@ def compile_unsupported(model: Any) -> str | None:
     inner = getattr(model, "model", None)
     if inner is None or not all(hasattr(inner, a) for a in ("layers", "embed_tokens", "rotary_emb", "norm")):
         return "the model does not have the usual embed_tokens / layers / rotary_emb / norm modules"
+    rope = str(getattr(inner.rotary_emb, "rope_type", "default"))
+    if "dynamic" in rope or rope == "longrope":  # the step reads angles from a table made once
+        return f"{rope} rotary scaling (its angles change with the sequence's length)"
     if any(type(m).__module__.startswith("bitsandbytes") for m in model.modules()):
         return "bitsandbytes layers (their kernels are opaque to the compiler)"
     if any(p.is_meta for p in model.parameters()):  # what the compiled step would trace is gone
