@@ -16,7 +16,7 @@ Products over enough work (2^22 multiply-adds: a 4 MiB weight's one row) are spl
 process's threads, torch's count when the kernel was checked, on chatref's own pool, whatever count
 a forward narrows torch to (:mod:`reference.engine.threads`): a pool round trip costs ~20 us, where
 such a product streams for 0.2 ms or more, and on the bandwidth preset one eager int8 stream
-decoded 1.14x faster so (docs/perf.md, "Attention inside the graph"). Knows nothing of modules or models:
+decoded ~1.2x faster so (docs/perf.md, "Attention inside the graph"). Knows nothing of modules or models:
 :mod:`reference.quant` decides which layers take it.
 
 ``CHATREF_INT8_KERNEL=torch`` keeps every int8 layer in torch's layout and kernel.
