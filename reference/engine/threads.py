@@ -13,7 +13,7 @@ split over the kernel's own pool when large, whatever torch's count, so a plan n
 nor counts their bytes.
 The compiled single-row step (:mod:`reference.engine.compiled`) runs every layer in one graph,
 whose fused loops end in a barrier each, where a sleeping thread must be woken: it takes every
-thread when a layer's products together hold :data:`WIDE_LAYER_BYTES` (:meth:`ThreadPlan.streams_wide`).
+thread when a layer's float products together hold :data:`WIDE_LAYER_BYTES` (:meth:`ThreadPlan.streams_wide`).
 Measured in docs/perf.md, "One thread for small kernels": on the default model one int8 stream
 1.3-1.7x faster over HTTP, the compiled fp32 step about 2x, fp32 eager within the noise; the
 bandwidth-bound preset, whose products are nearly all wide, unchanged. With the policy unset
@@ -63,15 +63,16 @@ def _own_threads(product: nn.Module) -> bool:
 
 
 def _products(model: nn.Module) -> list[nn.Module]:
-    """Every module that multiplies by a weight, stacked projections' shared products included
-    (those are not submodules: see ``reference.engine.linear``)."""
+    """Every module that multiplies by a weight on torch's threads, stacked projections' shared
+    products included (those are not submodules: see ``reference.engine.linear``); products with
+    threads of their own are no plan's to decide."""
     found: dict[int, nn.Module] = {}
     for module in model.modules():
         if isinstance(module, nn.Linear | Int8Linear):
             stack = getattr(module, "stack", None)
             product = stack.product if stack is not None else module
             found[id(product)] = product
-    return list(found.values())
+    return [p for p in found.values() if not _own_threads(p)]
 
 
 class _Narrowed:
@@ -129,7 +130,7 @@ class ThreadPlan:
         self._handles: list[Any] = []
         if serial_tokens > 0 and self.threads > 1:
             for product in _products(model):
-                if _weight_bytes(product) >= wide_bytes and not _own_threads(product):
+                if _weight_bytes(product) >= wide_bytes:
                     self._handles.append(product.register_forward_pre_hook(self._widen))
                     self._handles.append(product.register_forward_hook(self._narrow))
 
@@ -155,14 +156,13 @@ class ThreadPlan:
 
     def is_wide(self, module: nn.Module) -> bool:
         """Whether any product in ``module`` takes every thread inside a serial forward."""
-        return any(_weight_bytes(p) >= self.wide_bytes and not _own_threads(p) for p in _products(module))
+        return any(_weight_bytes(p) >= self.wide_bytes for p in _products(module))
 
     def streams_wide(self, module: nn.Module) -> bool:
         """Whether ``module``'s products together hold :attr:`wide_layer_bytes` of weights: a
         compiled layer runs them as fused loops, and the layer's bytes, not one product's, are
         what a second core's bandwidth must pay the wakes for."""
-        layer_bytes = sum(_weight_bytes(p) for p in _products(module) if not _own_threads(p))
-        return layer_bytes >= self.wide_layer_bytes
+        return sum(_weight_bytes(p) for p in _products(module)) >= self.wide_layer_bytes
 
     @contextlib.contextmanager
     def widened(self, wide: bool) -> Iterator[None]:
