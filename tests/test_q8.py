@@ -6,10 +6,12 @@ Its speed is measured by ``chatref perf`` and docs/perf.md, never here.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -83,6 +85,33 @@ def test_a_row_is_the_same_alone_batched_and_split(threads: None, monkeypatch: p
     split = q8.q8_matmul(x, weight, scales)
     assert torch.equal(alone, batched)
     assert torch.equal(batched, split)
+
+
+def test_split_products_from_many_threads_each_get_their_own_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # one product holds the kernel's workers at a time; the others must run alone, not wait or mix
+    monkeypatch.setattr(q8, "_split", 2)
+    operands = [_operands(1, 2048 + 64 * i, 2048, seed=10 + i) for i in range(6)]
+    want = [_float(*o) for o in operands]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda o: [q8.q8_matmul(*o) for _ in range(20)], operands))
+    for results, expected in zip(got, want, strict=True):
+        assert all(torch.equal(r, results[0]) for r in results)
+        assert torch.allclose(results[0], expected, rtol=0.02, atol=0.02 * float(expected.abs().max()))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_splits_products_on_workers_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(q8, "_split", 2)
+    x, weight, scales = _operands(1, 4096, 2048, seed=3)
+    want = q8.q8_matmul(x, weight, scales)  # the parent's workers exist now; a child has none
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_product_in_child, (x, weight, scales)).get(timeout=60)
+    assert torch.equal(got, want)
+
+
+def _product_in_child(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    return q8.q8_matmul(x, weight, scales)
 
 
 def _linear(weight: torch.Tensor) -> torch.nn.Linear:

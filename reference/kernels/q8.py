@@ -12,11 +12,12 @@ Owns the weight layout, building the shared object (``cc -O3 -march=native``, on
 CPU, into the chatref cache, renamed into place so concurrent processes never load half a file),
 checking it against a float product before first use, and :func:`q8_matmul`, also registered as
 the operator ``chatref::q8_linear`` (:data:`q8_linear`) so that compiled decode steps call it.
-Products over enough work (2^22 multiply-adds: a 4 MiB weight's one row) are split over the
-process's threads, torch's count when the kernel was checked, on chatref's own pool, whatever count
-a forward narrows torch to (:mod:`reference.engine.threads`): a pool round trip costs ~20 us, where
-such a product streams for 0.2 ms or more, and on the bandwidth preset one eager int8 stream
-decoded ~1.2x faster so (docs/perf.md, "Attention inside the graph"). Knows nothing of modules or models:
+Products over enough work (2^22 multiply-adds: a 4 MiB weight's one row) are split over as many
+threads as torch had when the kernel was checked, whatever count a forward narrows torch to
+(:mod:`reference.engine.threads`). The split runs on the shared object's own workers, which spin
+20 us for the next product before they sleep: a 4 MiB product takes half its one-thread time
+split so, where a Python pool took 85%, and on the bandwidth preset int8-compiled decodes ~1.1x
+faster (docs/perf.md, "int8 workers in C"). Knows nothing of modules or models:
 :mod:`reference.quant` decides which layers take it.
 
 ``CHATREF_INT8_KERNEL=torch`` keeps every int8 layer in torch's layout and kernel.
@@ -32,7 +33,6 @@ import platform
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -64,7 +64,6 @@ _P, _I, _L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
-_pool: ThreadPoolExecutor | None = None
 _split = 1  # threads a large product splits over: torch's count when the kernel was checked
 
 
@@ -87,7 +86,7 @@ def _build() -> Path:
     compiler = os.environ.get("CC", "cc")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         out = Path(tmp) / target.name
-        cmd = [compiler, "-O3", "-march=native", "-shared", "-fPIC", str(_SOURCE), "-o", str(out)]
+        cmd = [compiler, "-O3", "-march=native", "-pthread", "-shared", "-fPIC", str(_SOURCE), "-o", str(out)]
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
         os.replace(out, target)
     return target
@@ -101,6 +100,8 @@ def _bind(path: Path) -> ctypes.CDLL:
     lib.q8_rows.restype = ctypes.c_int
     lib.q8_matmul.argtypes = [_P, _I, _I, _P, _P, _I, _P]
     lib.q8_matmul.restype = ctypes.c_int
+    lib.q8_matmul_split.argtypes = [_P, _I, _I, _P, _P, _I, _P, _I]
+    lib.q8_matmul_split.restype = ctypes.c_int
     return lib
 
 
@@ -195,36 +196,15 @@ def supports(k: int) -> bool:
     return k % BLOCK == 0 and available()
 
 
-def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
-    if parts <= 1 or n <= 4:
-        return [(0, n)]
-    step = max(4, (n // parts + 3) // 4 * 4)
-    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]  # multiples of 4: the kernel's strips
-
-
 def _product(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    global _pool
     m, k = x.shape  # x [M, K] float32, contiguous
     n = weight.shape[0]  # weight [N, K] int8, scales [N, K/32] fp16
     y = torch.empty(m, n)  # [M, N]
-    threads = _split if m * n * k >= _SPLIT_WORK else 1
-    if threads == 1:  # the common case, a decode row over a narrow weight: one foreign call
-        if lib.q8_matmul(x.data_ptr(), m, k, weight.data_ptr(), scales.data_ptr(), n, y.data_ptr()):
-            raise MemoryError("q8_matmul: no memory for its scratch")
-        return y
-    xq = torch.empty(m, k, dtype=torch.int16)
-    xs = torch.empty(m, k // BLOCK)
-    lib.q8_quantize(x.data_ptr(), m, k, xq.data_ptr(), xs.data_ptr())
-    args = (xq.data_ptr(), xs.data_ptr(), m, k, weight.data_ptr(), scales.data_ptr())
-    spans = _ranges(n, threads)
-    with _lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="chatref-q8")
-    # ctypes releases the GIL for the call, so the spans run on as many cores
-    futures = [_pool.submit(lib.q8_rows, *args, lo, hi, y.data_ptr(), n) for lo, hi in spans[1:]]
-    failed = lib.q8_rows(*args, spans[0][0], spans[0][1], y.data_ptr(), n)
-    if failed or any(future.result() for future in futures):
-        raise MemoryError("q8_rows: no memory for its scratch")
+    args = (x.data_ptr(), m, k, weight.data_ptr(), scales.data_ptr(), n, y.data_ptr())
+    # ctypes releases the GIL for the call; a large product splits over the kernel's own workers
+    failed = lib.q8_matmul_split(*args, _split) if m * n * k >= _SPLIT_WORK else lib.q8_matmul(*args)
+    if failed:
+        raise MemoryError("q8_matmul: no memory for its scratch")
     return y
 
 
