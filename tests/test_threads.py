@@ -86,7 +86,7 @@ def test_a_layer_streams_wide_on_its_products_bytes_together(two_threads: None) 
 
 
 def test_block_int8_products_split_on_their_own_and_leave_the_plan_narrow(two_threads: None) -> None:
-    """chatref's int8 kernel splits a large product over its own pool, whatever torch's count: the
+    """chatref's int8 kernel splits a large product over its own workers, whatever torch's count: the
     plan neither widens it nor counts its bytes toward a compiled layer's threads."""
     big = nn.Linear(2048, 2048)  # 4 MiB of int8: wide at the thresholds below
     weight, scales = q8.quantize_blocks(big.weight)

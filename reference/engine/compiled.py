@@ -36,7 +36,7 @@ for, keep BLAS.
 Threads, under the runner's plan (:mod:`reference.engine.threads`): the body takes every thread
 when a layer's float products hold :data:`~reference.engine.threads.WIDE_LAYER_BYTES` together
 (fp32 and bf16 here), else one: int8's products are calls to the integer kernel, which splits a
-large one over its own pool, so a second OpenMP thread would only add wakes at the body's fused
+large one over its own workers, so a second OpenMP thread would only add wakes at the body's fused
 loops. The head takes every thread when it is wide in the same sense.
 
 Prefill and speculative verify stay eager: they are compute-bound, where dispatch is a small

@@ -9,7 +9,7 @@ verify) torch runs one thread, and only the products whose weights hold at least
 :data:`WIDE_WEIGHT_BYTES` take every thread: they stream enough bytes that a second core's
 bandwidth pays for its wake. Larger forwards (prompt chunks) keep every thread throughout.
 chatref's int8 products (blocks, :mod:`reference.kernels.q8`) are left out of all of this: they
-split over the kernel's own pool when large, whatever torch's count, so a plan neither widens them
+split over the kernel's own workers when large, whatever torch's count, so a plan neither widens them
 nor counts their bytes.
 The compiled single-row step (:mod:`reference.engine.compiled`) runs every layer in one graph,
 whose fused loops end in a barrier each, where a sleeping thread must be woken: it takes every
@@ -58,7 +58,7 @@ def default_serial_tokens(device: torch.device) -> int:
 
 def _own_threads(product: nn.Module) -> bool:
     """Whether ``product`` splits over threads of its own, whatever torch's count: chatref's int8
-    kernel (blocks) runs its spans on its own pool (``reference.kernels.q8``)."""
+    kernel (blocks) runs its spans on its own workers (``reference.kernels.q8``)."""
     return isinstance(product, Int8Linear) and product.blocks
 
 
