@@ -59,7 +59,7 @@ BLOCK = 32  # weights, and activation values, per scale; the inner dimension mus
 _SPLIT_WORK = 1 << 22  # multiply-adds from which a product is split over torch's threads
 _DEQUANTIZE_BYTES = 1 << 21  # float weight rows dequantized at a time (see dequantized_matmul)
 _SOURCE = Path(__file__).with_name("q8_matmul.c")
-_P, _I, _L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+_P, _I = ctypes.c_void_p, ctypes.c_int
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -94,10 +94,6 @@ def _build() -> Path:
 
 def _bind(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
-    lib.q8_quantize.argtypes = [_P, _I, _I, _P, _P]
-    lib.q8_quantize.restype = None
-    lib.q8_rows.argtypes = [_P, _P, _I, _I, _P, _P, _I, _I, _P, _L]
-    lib.q8_rows.restype = ctypes.c_int
     lib.q8_matmul.argtypes = [_P, _I, _I, _P, _P, _I, _P]
     lib.q8_matmul.restype = ctypes.c_int
     lib.q8_matmul_split.argtypes = [_P, _I, _I, _P, _P, _I, _P, _I]

@@ -92,7 +92,7 @@ static inline void prefetch_ahead(const int8_t *w0, int k, int b) {
  * ws [n, k/32] fp16. Four weight rows at a time: each strip is read from memory once and from L1
  * for the other input rows, which go two at a time so that each weight block is widened once for
  * both (1.25-1.6x at 2-8 rows). Returns 0, or -1 where scratch memory could not be allocated. */
-int q8_rows(const int16_t *xq, const float *xs, int m, int k, const int8_t *w, const uint16_t *ws,
+static int q8_rows(const int16_t *xq, const float *xs, int m, int k, const int8_t *w, const uint16_t *ws,
             int n0, int n1, float *y, long ldy) {
   const int nb = k / 32;
   float *sw = malloc(sizeof(float) * 4 * (size_t)nb);
@@ -165,8 +165,6 @@ int q8_rows(const int16_t *xq, const float *xs, int m, int k, const int8_t *w, c
   free(sw);
   return 0;
 }
-
-void q8_quantize(const float *x, int m, int k, int16_t *xq, float *xs) { quantize_rows(x, m, k, xq, xs); }
 
 /* The whole product on the calling thread, its scratch its own: one foreign call per product.
  * Like q8_rows, returns 0, or -1 where scratch memory could not be allocated. */
