@@ -1,5 +1,6 @@
 """The integer int8 product: right against float arithmetic, the same row whatever it is batched
-with or split over, held by a compiled graph without a break, and switched off by its variable.
+with or split over (from many threads at once, and in a forked child, whose workers are its own),
+held by a compiled graph without a break, and switched off by its variable.
 
 Its speed is measured by ``chatref perf`` and docs/perf.md, never here.
 """
