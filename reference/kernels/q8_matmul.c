@@ -166,17 +166,25 @@ static int q8_rows(const int16_t *xq, const float *xs, int m, int k, const int8_
   return 0;
 }
 
+/* x's rows quantized into fresh scratch, *xq and *xs, which the caller frees; -1 where memory ran out. */
+static int quantized(const float *x, int m, int k, int16_t **xq, float **xs) {
+  *xq = malloc(sizeof(int16_t) * (size_t)m * k);
+  *xs = malloc(sizeof(float) * (size_t)m * (k / 32));
+  if (!*xq || !*xs) {
+    free(*xq);
+    free(*xs);
+    return -1;
+  }
+  quantize_rows(x, m, k, *xq, *xs);
+  return 0;
+}
+
 /* The whole product on the calling thread, its scratch its own: one foreign call per product.
  * Like q8_rows, returns 0, or -1 where scratch memory could not be allocated. */
 int q8_matmul(const float *x, int m, int k, const int8_t *w, const uint16_t *ws, int n, float *y) {
-  int16_t *xq = malloc(sizeof(int16_t) * (size_t)m * k);
-  float *xs = malloc(sizeof(float) * (size_t)m * (k / 32));
-  if (!xq || !xs) {
-    free(xq);
-    free(xs);
-    return -1;
-  }
-  quantize_rows(x, m, k, xq, xs);
+  int16_t *xq;
+  float *xs;
+  if (quantized(x, m, k, &xq, &xs)) return -1;
   const int failed = q8_rows(xq, xs, m, k, w, ws, 0, n, y, n);
   free(xq);
   free(xs);
@@ -289,16 +297,13 @@ int q8_matmul_split(const float *x, int m, int k, const int8_t *w, const uint16_
   if (parts > MAX_PARTS) parts = MAX_PARTS;
   if (parts <= 1 || n < 8 * parts || pthread_mutex_trylock(&call_mu) != 0)
     return q8_matmul(x, m, k, w, ws, n, y);
-  int16_t *xq = malloc(sizeof(int16_t) * (size_t)m * k);
-  float *xs = malloc(sizeof(float) * (size_t)m * (k / 32));
   const int helpers = start_workers(parts - 1);
-  if (!xq || !xs || helpers == 0) {
-    free(xq);
-    free(xs);
+  int16_t *xq;
+  float *xs;
+  if (helpers == 0 || quantized(x, m, k, &xq, &xs)) {
     pthread_mutex_unlock(&call_mu);
-    return (!xq || !xs) ? -1 : q8_matmul(x, m, k, w, ws, n, y);
+    return helpers == 0 ? q8_matmul(x, m, k, w, ws, n, y) : -1;
   }
-  quantize_rows(x, m, k, xq, xs);
   job.xq = xq, job.xs = xs, job.m = m, job.k = k, job.w = w, job.ws = ws, job.y = y, job.ldy = n;
   const int spans = helpers + 1 < parts ? helpers + 1 : parts;
   const int width = ((n + spans - 1) / spans + 3) / 4 * 4; /* whole strips of four rows */
