@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from reference.engine.compiled import bucket_for, compile_unsupported, decode_buckets
 from reference.engine.decode_graph import attend, rotary_table
 from reference.engine.runner import ModelRunner
+from reference.kernels import f32
 from reference.loading import LoadedModel, LoadMode, load_model
 from reference.presets import TINY_MODEL, get_preset, materialize
 
@@ -58,8 +59,10 @@ def test_compiled_greedy_tokens_equal_eager(tiny: LoadedModel) -> None:
     got, got_logits = _greedy(compiled, [0, 1], 24)
     assert got == want
     torch.testing.assert_close(got_logits, want_logits, rtol=1e-4, atol=1e-4)
-    # one row alone takes the single-row graph, whose linears are reductions, not BLAS calls;
-    # its attended span crosses 16-position roundings
+    # fp32 products run on chatref's kernel in both graphs where it builds (reference.kernels.f32)
+    linears = [m for m in tiny.model.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(getattr(m, "chatref_f32", False) for m in linears) == f32.available()
+    # one row alone takes the single-row graph; its attended span crosses 16-position roundings
     alone, _ = _greedy(compiled, [1], 40)
     assert alone[1] == _greedy(eager, [1], 40)[0][1]
 

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import torch
 
-from reference.kernels import q8
+from reference.kernels import native, q8
 from reference.quant import DEQUANTIZE_ROWS, Int8Linear, quantize_int8_
 
 pytestmark = pytest.mark.skipif(not q8.available(), reason="the integer kernel needs an x86 CPU with AVX2")
@@ -77,11 +77,11 @@ def test_zero_blocks_and_zero_rows_give_zeros() -> None:
 
 def test_a_row_is_the_same_alone_batched_and_split(threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
     x, weight, scales = _operands(16, 2048, 576, seed=1)  # 16 x 2048 x 576: over the split threshold
-    monkeypatch.setattr(q8, "_split", 1)
+    monkeypatch.setattr(native, "_threads", 1)
     alone = torch.cat([q8.q8_matmul(x[i : i + 1], weight, scales) for i in range(16)])
     batched = q8.q8_matmul(x, weight, scales)
     # the split count is the kernel's own: a forward that narrowed torch to one thread still splits
-    monkeypatch.setattr(q8, "_split", 2)
+    monkeypatch.setattr(native, "_threads", 2)
     torch.set_num_threads(1)
     split = q8.q8_matmul(x, weight, scales)
     assert torch.equal(alone, batched)
@@ -90,7 +90,7 @@ def test_a_row_is_the_same_alone_batched_and_split(threads: None, monkeypatch: p
 
 def test_split_products_from_many_threads_each_get_their_own_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     # one product holds the kernel's workers at a time; the others must run alone, not wait or mix
-    monkeypatch.setattr(q8, "_split", 2)
+    monkeypatch.setattr(native, "_threads", 2)
     operands = [_operands(1, 2048 + 64 * i, 2048, seed=10 + i) for i in range(6)]
     want = [_float(*o) for o in operands]
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -102,7 +102,7 @@ def test_split_products_from_many_threads_each_get_their_own_rows(monkeypatch: p
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
 def test_a_forked_child_splits_products_on_workers_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(q8, "_split", 2)
+    monkeypatch.setattr(native, "_threads", 2)
     x, weight, scales = _operands(1, 4096, 2048, seed=3)
     want = q8.q8_matmul(x, weight, scales)  # the parent's workers exist now; a child has none
     ctx = multiprocessing.get_context("fork")
@@ -158,13 +158,6 @@ def test_the_variable_keeps_torchs_kernel() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
-
-
-def test_a_second_build_reuses_the_cached_object() -> None:
-    first = q8._build()
-    stamp = first.stat().st_mtime_ns
-    assert q8._build() == first
-    assert first.stat().st_mtime_ns == stamp
 
 
 def test_widths_torchs_kernel_cannot_take_stay_float() -> None:

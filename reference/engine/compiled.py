@@ -27,17 +27,24 @@ inductor fuses into the layer's loops, not torch's SDPA, an opaque call that end
 kernel: one kernel or a few for the whole body instead of two a layer, 1.10-1.15x the fp32 step
 (docs/perf.md, "Attention inside the graph").
 
-On CPU a single row's linears (the one-stream step) compile to inductor's own reduction loops
-instead of calls to MKL's matrix-vector product: on the AMD EPYC box MKL's ``sgemv`` streams
-~7 GB/s of weights where a read of the same bytes runs at ~21 GB/s, and the step's fused loops
-take it from ~100 to ~60 ms (docs/perf.md, "Single-row linears"). Batched buckets, where asked
-for, keep BLAS.
+On CPU the fp32 linears are calls to chatref's fp32 kernel (:mod:`reference.kernels.f32`, marked
+``chatref_f32`` on the modules here and read by the step), whose own workers split each product:
+on the 2-core Xeon the step went from ~41 to ~46 tok/s on the default model and from 67% to 94%
+of the bandwidth roofline on the bandwidth preset (docs/perf.md, "fp32 products on the kernel's
+workers"). Without that kernel (another CPU, ``CHATREF_F32_KERNEL=torch``), and for bf16, a single
+row's linears compile to inductor's own reduction loops instead of calls to MKL's matrix-vector
+product: on the AMD EPYC box MKL's ``sgemv`` streams ~7 GB/s of weights where a read of the same
+bytes runs at ~21 GB/s (docs/perf.md, "Single-row linears"). Batched buckets, where asked for,
+keep BLAS there.
 
 Threads, under the runner's plan (:mod:`reference.engine.threads`): the body takes every thread
-when a layer's float products hold :data:`~reference.engine.threads.WIDE_LAYER_BYTES` together
-(fp32 and bf16 here), else one: int8's products are calls to the integer kernel, which splits a
-large one over its own workers, so a second OpenMP thread would only add wakes at the body's fused
-loops. The head takes every thread when it is wide in the same sense.
+when a layer's products on torch's threads hold :data:`~reference.engine.threads.WIDE_LAYER_BYTES`
+together (bf16 here, and fp32 without chatref's kernel), else one: int8's products and fp32's on
+chatref's kernels split over those kernels' workers, so a second OpenMP thread would only add
+wakes at the body's fused loops. The head takes every thread when it is wide in the same sense.
+A step whose products all run on chatref's fp32 kernel takes one thread even where the plan
+narrows nothing (threads spinning, ``OMP_WAIT_POLICY`` unset): spinning OpenMP threads beside the
+kernel's workers halved its speed.
 
 Prefill and speculative verify stay eager: they are compute-bound, where dispatch is a small
 share. Inductor's compiled kernels are cached under ``TORCHINDUCTOR_CACHE_DIR``; the runner's
@@ -58,6 +65,7 @@ import torch
 from reference.engine.decode_graph import body, epilogue, rotary_table, step
 from reference.engine.kv import SlotKV
 from reference.engine.threads import ThreadPlan
+from reference.kernels import f32
 from reference.presets import cache_dir
 
 __all__ = [
@@ -120,6 +128,24 @@ def _single_row_linears_as_reductions() -> None:
     inductor_config.post_grad_fusion_options = options
 
 
+def _f32_products_on_kernel(model: Any) -> int:
+    """Mark every fp32 CPU linear of ``model`` (and every stacked projections' shared product) for
+    chatref's fp32 kernel in the compiled step (``chatref_f32``, read by
+    :mod:`reference.engine.decode_graph`); returns how many. Eager forwards never read the mark."""
+    if not f32.available():
+        return 0
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    stacks = (getattr(m, "stack", None) for m in linears)  # stacked projections share one product
+    stacked = [s.product for s in stacks if s is not None]
+    found: dict[int, Any] = {id(m): m for m in (*linears, *stacked)}
+    marked = 0
+    for module in found.values():
+        if module.weight.device.type == "cpu" and module.weight.dtype == torch.float32:
+            module.chatref_f32 = True
+            marked += 1
+    return marked
+
+
 def compile_unsupported(model: Any) -> str | None:
     """Why this model cannot take the compiled path, or None when it can."""
     config = model.config.get_text_config()
@@ -167,6 +193,9 @@ class CompiledDecoder:
         self.scratch = slots  # the KV memory's extra slot: padded rows write there
         self._inner = model.model
         self.threads = threads or ThreadPlan(model, serial_tokens=0)
+        # fp32 products on chatref's kernel, whose workers split them: torch's own threads would
+        # only wake at the fused loops between them, and spin beside those workers
+        self._own_products = not self.cuda and _f32_products_on_kernel(model) > 0
         self._wide_body = any(self.threads.streams_wide(layer) for layer in self._inner.layers)
         self._wide_head = self.threads.is_wide(model.lm_head)
         _use_inductor_cache()
@@ -236,7 +265,8 @@ class CompiledDecoder:
             logits = self._step(self._inner, self.model.lm_head, *args)
             return logits[:n].clone()  # a CUDA graph's output memory is the next replay's
         plan = self.threads
-        with plan.forward(len(rows)):  # under PASSIVE: a small step on one thread (engine/threads.py)
+        # under PASSIVE, or with products on chatref's kernels: a small step on one thread (engine/threads.py)
+        with plan.forward(len(rows), serial=self._own_products and not (self._wide_body or self._wide_head)):
             with plan.widened(self._wide_body):
                 h = self._body(self._inner, *args)
             with plan.widened(self._wide_head):

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from reference.kernels.f32 import f32_linear
 from reference.quant import Int8Linear
 
 __all__ = ["attend", "body", "epilogue", "rotary_table", "step"]
@@ -54,15 +55,27 @@ def _prologue(
     return h, cos[:, None], sin[:, None], mask
 
 
+def _linear(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """``module(x)``, through chatref's fp32 kernel where the compiler marked the module so
+    (``chatref_f32``): x [..., in] -> [..., out]."""
+    if not getattr(module, "chatref_f32", False):
+        return module(x)
+    y = f32_linear(x.reshape(-1, x.shape[-1]), module.weight)  # [rows, out]
+    y = y.reshape(*x.shape[:-1], y.shape[-1])
+    return y if module.bias is None else y + module.bias
+
+
 def _projections(x: torch.Tensor, *projections: Any) -> tuple[torch.Tensor, ...]:
-    """Each projection of ``x``; int8 projections stacked into one product (``reference.engine.linear``)
-    call it once: each call is an opaque operator to inductor, with its own dispatch and quantizing."""
+    """Each projection of ``x``. Projections stacked into one product (``reference.engine.linear``)
+    call it once where it is an opaque operator to inductor (int8, or chatref's fp32 kernel), each
+    call with its own dispatch; inductor fuses torch's own products itself."""
     stack = getattr(projections[0], "stack", None)
     shared = all(getattr(p, "stack", None) is stack for p in projections)
-    if stack is not None and shared and isinstance(projections[0], Int8Linear):
-        y = stack.product(x)  # [..., sum(out)]
+    product = getattr(stack, "product", None)
+    if shared and (isinstance(product, Int8Linear) or getattr(product, "chatref_f32", False)):
+        y = _linear(product, x)  # [..., sum(out)]
         return tuple(y[..., p.part] for p in projections)
-    return tuple(p(x) for p in projections)
+    return tuple(_linear(p, x) for p in projections)
 
 
 def attend(
@@ -113,14 +126,14 @@ def _layer(
     keys = k_buf.index_select(0, rows)[:, :, :span]  # [B, Hkv, L, D]
     values = v_buf.index_select(0, rows)[:, :, :span]
     o = attend(q, keys.to(q.dtype), values.to(q.dtype), mask, attn.scaling)  # [B, H, 1, D]
-    h = h + attn.o_proj(o.transpose(1, 2).reshape(b, 1, -1))
+    h = h + _linear(attn.o_proj, o.transpose(1, 2).reshape(b, 1, -1))
     mlp = layer.mlp
     gate, up = _projections(layer.post_attention_layernorm(h), mlp.gate_proj, mlp.up_proj)
-    return h + mlp.down_proj(mlp.act_fn(gate) * up)
+    return h + _linear(mlp.down_proj, mlp.act_fn(gate) * up)
 
 
 def epilogue(norm: Any, head: Any, h: torch.Tensor) -> torch.Tensor:
-    return head(norm(h)[:, -1]).float()  # [B, vocab]
+    return _linear(head, norm(h)[:, -1]).float()  # [B, vocab]
 
 
 def body(

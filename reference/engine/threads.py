@@ -10,7 +10,8 @@ verify) torch runs one thread, and only the products whose weights hold at least
 bandwidth pays for its wake. Larger forwards (prompt chunks) keep every thread throughout.
 chatref's int8 products (blocks, :mod:`reference.kernels.q8`) are left out of all of this: they
 split over the kernel's own workers when large, whatever torch's count, so a plan neither widens them
-nor counts their bytes.
+nor counts their bytes. So are, in the compiled step only, the fp32 products marked for chatref's
+fp32 kernel (``chatref_f32``, :mod:`reference.kernels.f32`).
 The compiled single-row step (:mod:`reference.engine.compiled`) runs every layer in one graph,
 whose fused loops end in a barrier each, where a sleeping thread must be woken: it takes every
 thread when a layer's float products together hold :data:`WIDE_LAYER_BYTES` (:meth:`ThreadPlan.streams_wide`).
@@ -62,17 +63,20 @@ def _own_threads(product: nn.Module) -> bool:
     return isinstance(product, Int8Linear) and product.blocks
 
 
-def _products(model: nn.Module) -> list[nn.Module]:
+def _products(model: nn.Module, compiled: bool = False) -> list[nn.Module]:
     """Every module that multiplies by a weight on torch's threads, stacked projections' shared
     products included (those are not submodules: see ``reference.engine.linear``); products with
-    threads of their own are no plan's to decide."""
+    threads of their own are no plan's to decide. ``compiled``: in the compiled step, where the
+    products marked ``chatref_f32`` run on chatref's fp32 kernel (``reference.engine.compiled``)."""
     found: dict[int, nn.Module] = {}
     for module in model.modules():
         if isinstance(module, nn.Linear | Int8Linear):
             stack = getattr(module, "stack", None)
             product = stack.product if stack is not None else module
             found[id(product)] = product
-    return [p for p in found.values() if not _own_threads(p)]
+    on_kernel = (p for p in found.values() if compiled and getattr(p, "chatref_f32", False))
+    skip = {id(p) for p in on_kernel} | {id(p) for p in found.values() if _own_threads(p)}
+    return [p for p in found.values() if id(p) not in skip]
 
 
 class _Narrowed:
@@ -139,9 +143,10 @@ class ThreadPlan:
         return len(self._handles) // 2
 
     @contextlib.contextmanager
-    def forward(self, tokens: int) -> Iterator[None]:
-        """Run one forward of ``tokens`` tokens under this plan."""
-        if tokens > self.serial_tokens or self.threads <= 1:  # serial_tokens 0: never
+    def forward(self, tokens: int, *, serial: bool = False) -> Iterator[None]:
+        """Run one forward of ``tokens`` tokens under this plan; ``serial``: on one thread whatever
+        the plan's ``serial_tokens`` (a compiled step whose products all have threads of their own)."""
+        if not (serial or tokens <= self.serial_tokens) or self.threads <= 1:  # serial_tokens 0: never
             yield
             return
         _NARROWED.enter(self.threads)
@@ -155,14 +160,14 @@ class ThreadPlan:
             _NARROWED.leave()
 
     def is_wide(self, module: nn.Module) -> bool:
-        """Whether any product in ``module`` takes every thread inside a serial forward."""
-        return any(_weight_bytes(p) >= self.wide_bytes for p in _products(module))
+        """Whether any product in ``module`` takes every thread inside a serial compiled step."""
+        return any(_weight_bytes(p) >= self.wide_bytes for p in _products(module, compiled=True))
 
     def streams_wide(self, module: nn.Module) -> bool:
         """Whether ``module``'s products together hold :attr:`wide_layer_bytes` of weights: a
         compiled layer runs them as fused loops, and the layer's bytes, not one product's, are
         what a second core's bandwidth must pay the wakes for."""
-        return sum(_weight_bytes(p) for p in _products(module)) >= self.wide_layer_bytes
+        return sum(_weight_bytes(p) for p in _products(module, compiled=True)) >= self.wide_layer_bytes
 
     @contextlib.contextmanager
     def widened(self, wide: bool) -> Iterator[None]:
