@@ -129,7 +129,7 @@ def _single_row_linears_as_reductions() -> None:
 
 
 def _f32_products_on_kernel(model: Any) -> int:
-    """Mark every fp32 CPU linear of ``model`` (and every stacked projections' shared product) for
+    """Mark every fp32 and bf16 CPU linear of ``model`` (and every stacked projections' shared product) for
     chatref's fp32 kernel in the compiled step (``chatref_f32``, read by
     :mod:`reference.engine.decode_graph`); returns how many. Eager forwards never read the mark."""
     if not f32.available():
@@ -140,7 +140,7 @@ def _f32_products_on_kernel(model: Any) -> int:
     found: dict[int, Any] = {id(m): m for m in (*linears, *stacked)}
     marked = 0
     for module in found.values():
-        if module.weight.device.type == "cpu" and module.weight.dtype == torch.float32:
+        if module.weight.device.type == "cpu" and module.weight.dtype in (torch.float32, torch.bfloat16):
             module.chatref_f32 = True
             marked += 1
     return marked

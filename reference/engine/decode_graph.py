@@ -57,11 +57,11 @@ def _prologue(
 
 def _linear(module: Any, x: torch.Tensor) -> torch.Tensor:
     """``module(x)``, through chatref's fp32 kernel where the compiler marked the module so
-    (``chatref_f32``): x [..., in] -> [..., out]."""
+    (``chatref_f32``; fp32 or bf16 weights, fp32 sums): x [..., in] -> [..., out]."""
     if not getattr(module, "chatref_f32", False):
         return module(x)
-    y = f32_linear(x.reshape(-1, x.shape[-1]), module.weight)  # [rows, out]
-    y = y.reshape(*x.shape[:-1], y.shape[-1])
+    y = f32_linear(x.reshape(-1, x.shape[-1]).float(), module.weight)  # [rows, out] float32
+    y = y.to(x.dtype).reshape(*x.shape[:-1], y.shape[-1])
     return y if module.bias is None else y + module.bias
 
 

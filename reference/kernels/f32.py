@@ -1,18 +1,20 @@
-"""fp32 products of a few rows on the CPU: ``f32_matmul.c``, split over the C kernels' own workers.
+"""fp32 products of a few rows on the CPU, over fp32 or bf16 weights: ``f32_matmul.c``, split over
+the C kernels' own workers.
 
 A decode step's products are reads of their weights, and one core reads 16-18 GB/s of the ~35 two
 read on the Xeon measured. torch's products split over OpenMP threads, which under
 ``OMP_WAIT_POLICY=PASSIVE`` sleep after every parallel region, so each of a step's ~120 products
 (and each fused loop between them) first wakes a thread. Here a product splits over workers that
 spin 20 us for the next one before they sleep (:mod:`reference.kernels.native`, ``workers.c``):
-a 1.3 MB one-row product takes 44 us on two cores where oneDNN's took 99 (docs/perf.md, "fp32
-products on the kernel's workers").
+a 1.3 MB one-row product takes 44 us on two cores where oneDNN's took 99, and a bf16 weight of
+0.7 MB 25 us where torch's took 64 (docs/perf.md, "fp32 products on the kernel's workers"). A bf16
+weight is widened in registers, so each product is exact and the sums are fp32's.
 
 Owns checking the product against torch's before first use and :func:`f32_matmul`, also registered
 as the operator ``chatref::f32_linear`` (:data:`f32_linear`) for compiled decode steps, which is
 where it is used (:mod:`reference.engine.compiled`). Knows nothing of modules or models.
 
-``CHATREF_F32_KERNEL=torch`` keeps every fp32 product in torch.
+``CHATREF_F32_KERNEL=torch`` keeps every float product in torch.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ _SPLIT_WORK = 1 << 16  # multiply-adds from which a product is split: every laye
 
 def _product(lib: ctypes.CDLL, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     m, k = x.shape  # x [M, K] float32, contiguous
-    n = weight.shape[0]  # weight [N, K] float32, contiguous
+    n = weight.shape[0]  # weight [N, K] float32 or bfloat16, contiguous
     y = torch.empty(m, n)  # [M, N]
     parts = native.split_threads() if m * n * k >= _SPLIT_WORK else 1
-    lib.f32_matmul(x.data_ptr(), m, k, weight.data_ptr(), n, y.data_ptr(), parts)  # releases the GIL
+    product = lib.bf16w_matmul if weight.dtype == torch.bfloat16 else lib.f32_matmul
+    product(x.data_ptr(), m, k, weight.data_ptr(), n, y.data_ptr(), parts)  # releases the GIL
     return y
 
 
@@ -43,14 +46,16 @@ def _agrees(lib: ctypes.CDLL) -> bool:
     gen = torch.Generator().manual_seed(0)
     for m, n, k in ((3, 37, 100), (1, 1000, 128)):
         x, w = torch.randn(m, k, generator=gen), torch.randn(n, k, generator=gen)  # [M, K], [N, K]
-        if not torch.allclose(_product(lib, x, w), x @ w.T, rtol=1e-4, atol=1e-4):
-            return False
+        for weight in (w, w.bfloat16()):
+            if not torch.allclose(_product(lib, x, weight), x @ weight.float().T, rtol=1e-4, atol=1e-4):
+                return False
     return True
 
 
 def _bound(lib: ctypes.CDLL) -> bool:
-    lib.f32_matmul.argtypes = [_P, _I, _I, _P, _I, _P, _I]
-    lib.f32_matmul.restype = ctypes.c_int
+    for product in (lib.f32_matmul, lib.bf16w_matmul):
+        product.argtypes = [_P, _I, _I, _P, _I, _P, _I]
+        product.restype = ctypes.c_int
     return _agrees(lib)
 
 
@@ -63,9 +68,9 @@ def available() -> bool:
 
 
 def f32_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``x @ weight.T``: x [M, K] and weight [N, K] float32; returns [M, N] float32. Meant for a
-    few rows (each 4-row strip of the weight is read once for all of them). Call :func:`available`
-    first."""
+    """``x @ weight.float().T``: x [M, K] float32 and weight [N, K] float32 or bfloat16; returns
+    [M, N] float32. Meant for a few rows (each 4-row strip of the weight is read once for all of
+    them). Call :func:`available` first."""
     lib = _KERNEL.library()
     assert lib is not None, "f32_matmul called where available() is False"
     return _product(lib, x.contiguous(), weight.contiguous())

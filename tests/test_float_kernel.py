@@ -1,7 +1,7 @@
-"""chatref's fp32 product: torch's result for every shape a decode step meets, the same rows alone
-and split over the workers, the workers shared with the int8 product from many threads at once,
-held by a compiled graph without a break, and switched off by its variable. Also the shared
-object's build, which both kernels load.
+"""chatref's fp32 product: torch's result for every shape a decode step meets, over fp32 and bf16
+weights, the same rows alone and split over the workers, the workers shared with the int8 product
+from many threads at once, held by a compiled graph without a break, and switched off by its
+variable. Also the shared object's build, which both kernels load.
 
 Its speed is measured by ``chatref perf`` and docs/perf.md, never here.
 """
@@ -39,12 +39,14 @@ def _operands(m: int, n: int, k: int, seed: int = 0) -> tuple[torch.Tensor, torc
 SHAPES = [(1, 1, 1), (1, 5, 7), (1, 576, 576), (1, 1537, 576), (3, 37, 100), (8, 300, 1536), (2, 4096, 64)]
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(("m", "n", "k"), SHAPES)
-def test_product_matches_torch(m: int, n: int, k: int) -> None:
+def test_product_matches_torch(m: int, n: int, k: int, dtype: torch.dtype) -> None:
     x, w = _operands(m, n, k)
-    got = f32.f32_matmul(x, w)
+    got = f32.f32_matmul(x, w.to(dtype))
     assert got.shape == (m, n) and got.dtype == torch.float32
-    torch.testing.assert_close(got, x @ w.T, rtol=1e-5, atol=1e-5)
+    # bf16 weights are exact in fp32: the same sums as over their fp32 copy
+    torch.testing.assert_close(got, x @ w.to(dtype).float().T, rtol=1e-5, atol=1e-5)
 
 
 def test_strided_operands_are_made_contiguous() -> None:
