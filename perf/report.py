@@ -18,6 +18,7 @@ import torch
 from perf.bandwidth import Bandwidth, last_level_cache_bytes
 from perf.decode import DecodeStats
 from reference.engine.threads import default_serial_tokens
+from reference.kernels import f32
 from reference.quant import int8_product
 
 __all__ = [
@@ -73,6 +74,8 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         # forwards of up to this many tokens ran their small kernels on one CPU thread (0: off)
         "serial_tokens": default_serial_tokens(torch.device("cpu")),
         "int8_kernel": int8_product(torch.device(device)),  # what the int8 modes multiply with
+        # what the compiled modes' fp32 and bf16 products run on (a GPU's are CUDA graphs of torch's)
+        "compiled_float_kernel": f32.describe() if torch.device(device).type == "cpu" else None,
         # co-tenants set how far below the roofline a shared box decodes: keep how busy it was
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "llc_bytes": last_level_cache_bytes(),
@@ -134,8 +137,9 @@ def _bandwidth_line(doc: dict[str, Any]) -> str:
 def _serial_note(mach: dict[str, Any]) -> str:
     serial = mach.get("serial_tokens")
     note = f"; CPU forwards of up to {serial} tokens on one thread" if serial else ""
-    kernel = mach.get("int8_kernel")
-    return note + (f"; int8 products: {kernel}" if kernel else "")
+    kernel, floats = mach.get("int8_kernel"), mach.get("compiled_float_kernel")
+    note += f"; int8 products: {kernel}" if kernel else ""
+    return note + (f"; compiled fp32/bf16: {floats}" if floats else "")
 
 
 def render_table(doc: dict[str, Any]) -> None:

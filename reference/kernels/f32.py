@@ -25,7 +25,7 @@ import torch
 
 from reference.kernels import native
 
-__all__ = ["available", "f32_linear", "f32_matmul"]
+__all__ = ["available", "describe", "f32_linear", "f32_matmul"]
 
 _P, _I = ctypes.c_void_p, ctypes.c_int
 _SPLIT_WORK = 1 << 16  # multiply-adds from which a product is split: every layer of a small model
@@ -65,6 +65,14 @@ _KERNEL = native.Kernel("f32", "torch's", _bound)
 def available() -> bool:
     """Whether :func:`f32_linear` can run here (built, loaded and checked once per process)."""
     return _KERNEL.library() is not None
+
+
+def describe() -> str:
+    """What a compiled CPU step's fp32 and bf16 products run on here, in words for logs and reports."""
+    if not available():
+        return "inductor's loops"
+    width = "AVX-512" if "avx512f" in native.cpu_flags().split() else "AVX2"
+    return f"chatref f32 ({width}, split over {native.split_threads()} threads)"
 
 
 def f32_matmul(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
