@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from reference.engine.compiled import bucket_for, compile_unsupported, decode_buckets
 from reference.engine.decode_graph import attend, rotary_table
 from reference.engine.runner import ModelRunner
-from reference.kernels import f32
+from reference.kernels import f32, q8
 from reference.loading import LoadedModel, LoadMode, load_model
 from reference.presets import TINY_MODEL, get_preset, materialize
 
@@ -65,6 +65,18 @@ def test_compiled_greedy_tokens_equal_eager(tiny: LoadedModel) -> None:
     # one row alone takes the single-row graph; its attended span crosses 16-position roundings
     alone, _ = _greedy(compiled, [1], 40)
     assert alone[1] == _greedy(eager, [1], 40)[0][1]
+
+
+def test_cpu_buckets_are_batched_where_the_float_kernel_multiplies(tiny: LoadedModel) -> None:
+    runner = ModelRunner(tiny.model, slots=4, capacity=64, compile=True)  # compiles at first decode
+    assert runner.compiled is not None
+    assert runner.compiled.buckets == ((1, 2, 4) if f32.available() else (1,))
+    preset = get_preset(TINY_MODEL)
+    assert preset is not None
+    int8 = load_model(materialize(preset), LoadMode(dtype="float32", device="cpu", quantization="int8"))
+    runner = ModelRunner(int8.model, slots=4, capacity=64, compile=True)
+    assert runner.compiled is not None  # the int8 kernel's products, not torch's: batched too
+    assert runner.compiled.buckets == ((1, 2, 4) if q8.available() else (1,))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -11,11 +11,15 @@ for every layer"); the price is the first compile, ~50-60 s instead of ~14 cold 
 inductor's cache either way).
 
 Shapes: the batch is padded up to a bucket, so each bucket is one static-batch graph compiled
-when the model loads. On CUDA the buckets are 1, 2, 4, 8, ... up to the slot count, as vLLM
-captures graphs; on CPU only the single row is compiled by default, because a batched step runs
-faster eager through oneDNN's linears (:mod:`reference.engine.linear`) than compiled over MKL's
-sgemm (8 rows: ~45-100 ms eager against ~70-130 ms compiled; docs/perf.md, "oneDNN linears"), so
-the runner sends more rows than the largest bucket to its eager forward. Padded rows decode the
+when the model loads. The buckets are 1, 2, 4, 8, ... up to the slot count, as vLLM captures
+graphs, on CUDA and on a CPU whose products run on chatref's kernels (fp32/bf16, or int8 blocks):
+there the compiled step of the default model takes 24, 28 and 41 ms at 2, 4 and 8 rows in fp32,
+against 71, 77 and 89 ms eager, and 18, 21 and 29 ms in int8 against 27, 29 and 38 (docs/perf.md,
+"fp32 products on the kernel's workers"). Otherwise only the single row is
+compiled on CPU, because a batched step runs faster eager through oneDNN's linears
+(:mod:`reference.engine.linear`) than compiled over MKL's sgemm (8 rows: ~45-100 ms eager against
+~70-130 ms compiled; docs/perf.md, "oneDNN linears"), and the runner sends more rows than the
+largest bucket to its eager forward. Padded rows decode the
 scratch slot (the KV memory's extra last slot) at position 0 and are dropped.
 The attended length is dynamic (one graph for every context length); on CPU so is the KV
 capacity, which still grows by doubling. On CUDA the KV memory is allocated at full capacity
@@ -67,6 +71,7 @@ from reference.engine.kv import SlotKV
 from reference.engine.threads import ThreadPlan
 from reference.kernels import f32
 from reference.presets import cache_dir
+from reference.quant import Int8Linear
 
 __all__ = [
     "COMPILE_DEFAULT",
@@ -187,15 +192,19 @@ class CompiledDecoder:
         self.kv = kv
         self.device = model.device
         self.cuda = self.device.type == "cuda"
-        self.buckets = buckets or (decode_buckets(slots) if self.cuda else (1,))
+        # fp32/bf16 products on chatref's kernel, whose workers split them: torch's own threads
+        # would only wake at the fused loops between them, and spin beside those workers
+        self._own_products = not self.cuda and _f32_products_on_kernel(model) > 0
+        # on CPU, batched buckets only where chatref's kernels multiply: oneDNN's eager products
+        # beat inductor's at 2-8 rows, chatref's beat oneDNN's (module docstring)
+        int8_blocks = any(isinstance(m, Int8Linear) and m.blocks for m in model.modules())
+        batched = self.cuda or self._own_products or int8_blocks
+        self.buckets = buckets or (decode_buckets(slots) if batched else (1,))
         if self.cuda and self.buckets[-1] < slots:
             raise ValueError(f"batch buckets {self.buckets} do not cover {slots} slots")
         self.scratch = slots  # the KV memory's extra slot: padded rows write there
         self._inner = model.model
         self.threads = threads or ThreadPlan(model, serial_tokens=0)
-        # fp32 products on chatref's kernel, whose workers split them: torch's own threads would
-        # only wake at the fused loops between them, and spin beside those workers
-        self._own_products = not self.cuda and _f32_products_on_kernel(model) > 0
         self._wide_body = any(self.threads.streams_wide(layer) for layer in self._inner.layers)
         self._wide_head = self.threads.is_wide(model.lm_head)
         _use_inductor_cache()

@@ -50,7 +50,7 @@ class ModelRunner:
         slots: int,
         capacity: int,
         compile: bool = False,
-        buckets: tuple[int, ...] | None = None,  # compiled batch sizes; default CPU (1,), CUDA 1, 2, 4, ...
+        buckets: tuple[int, ...] | None = None,  # compiled batch sizes (see CompiledDecoder)
         warm_rows: int = 0,  # compile the oneDNN kernels for forwards of up to this many tokens now
         pool_bytes: int = 0,  # memory for the prompt cache's pool of positions outside the slots
         serial_tokens: int | None = None,  # forwards this small run one thread (engine/threads.py)
