@@ -31,22 +31,22 @@ inductor fuses into the layer's loops, not torch's SDPA, an opaque call that end
 kernel: one kernel or a few for the whole body instead of two a layer, 1.10-1.15x the fp32 step
 (docs/perf.md, "Attention inside the graph").
 
-On CPU the fp32 linears are calls to chatref's fp32 kernel (:mod:`reference.kernels.f32`, marked
-``chatref_f32`` on the modules here and read by the step), whose own workers split each product:
-on the 2-core Xeon the step went from ~41 to ~46 tok/s on the default model and from 67% to 94%
-of the bandwidth roofline on the bandwidth preset (docs/perf.md, "fp32 products on the kernel's
-workers"). Without that kernel (another CPU, ``CHATREF_F32_KERNEL=torch``), and for bf16, a single
-row's linears compile to inductor's own reduction loops instead of calls to MKL's matrix-vector
-product: on the AMD EPYC box MKL's ``sgemv`` streams ~7 GB/s of weights where a read of the same
-bytes runs at ~21 GB/s (docs/perf.md, "Single-row linears"). Batched buckets, where asked for,
-keep BLAS there.
+On CPU the fp32 and bf16 linears are calls to chatref's fp32 kernel (:mod:`reference.kernels.f32`,
+marked ``chatref_f32`` on the modules here and read by the step), whose own workers split each
+product: on the 2-core Xeon the default model's fp32 step went from ~42 to ~47-49 tok/s and its
+bf16 step from ~53 to ~76, and the bandwidth preset's fp32 step from 67% to 84% of the roofline
+(docs/perf.md, "fp32 products on the kernel's workers"). Without that kernel (another CPU,
+``CHATREF_F32_KERNEL=torch``) a single row's linears compile to inductor's own reduction loops
+instead of calls to MKL's matrix-vector product: on the AMD EPYC box MKL's ``sgemv`` streams
+~7 GB/s of weights where a read of the same bytes runs at ~21 GB/s (docs/perf.md, "Single-row
+linears"). Batched buckets, where asked for, keep BLAS there.
 
 Threads, under the runner's plan (:mod:`reference.engine.threads`): the body takes every thread
 when a layer's products on torch's threads hold :data:`~reference.engine.threads.WIDE_LAYER_BYTES`
-together (bf16 here, and fp32 without chatref's kernel), else one: int8's products and fp32's on
-chatref's kernels split over those kernels' workers, so a second OpenMP thread would only add
+together (fp32 and bf16 without chatref's float kernel), else one: int8's products and the float
+ones on chatref's kernels split over those kernels' workers, so a second OpenMP thread would only add
 wakes at the body's fused loops. The head takes every thread when it is wide in the same sense.
-A step whose products all run on chatref's fp32 kernel takes one thread even where the plan
+A step whose float products run on chatref's fp32 kernel takes one thread even where the plan
 narrows nothing (threads spinning, ``OMP_WAIT_POLICY`` unset): spinning OpenMP threads beside the
 kernel's workers halved its speed.
 

@@ -10,8 +10,8 @@ verify) torch runs one thread, and only the products whose weights hold at least
 bandwidth pays for its wake. Larger forwards (prompt chunks) keep every thread throughout.
 chatref's int8 products (blocks, :mod:`reference.kernels.q8`) are left out of all of this: they
 split over the kernel's own workers when large, whatever torch's count, so a plan neither widens them
-nor counts their bytes. So are, in the compiled step only, the fp32 products marked for chatref's
-fp32 kernel (``chatref_f32``, :mod:`reference.kernels.f32`).
+nor counts their bytes. So are, in the compiled step only, the fp32 and bf16 products marked for
+chatref's fp32 kernel (``chatref_f32``, :mod:`reference.kernels.f32`).
 The compiled single-row step (:mod:`reference.engine.compiled`) runs every layer in one graph,
 whose fused loops end in a barrier each, where a sleeping thread must be woken: it takes every
 thread when a layer's float products together hold :data:`WIDE_LAYER_BYTES` (:meth:`ThreadPlan.streams_wide`).
@@ -67,7 +67,8 @@ def _products(model: nn.Module, compiled: bool = False) -> list[nn.Module]:
     """Every module that multiplies by a weight on torch's threads, stacked projections' shared
     products included (those are not submodules: see ``reference.engine.linear``); products with
     threads of their own are no plan's to decide. ``compiled``: in the compiled step, where the
-    products marked ``chatref_f32`` run on chatref's fp32 kernel (``reference.engine.compiled``)."""
+    products marked ``chatref_f32`` (fp32, bf16) run on chatref's fp32 kernel
+    (``reference.engine.compiled``)."""
     found: dict[int, nn.Module] = {}
     for module in model.modules():
         if isinstance(module, nn.Linear | Int8Linear):
