@@ -68,10 +68,9 @@ import torch
 
 from reference.engine.decode_graph import body, epilogue, rotary_table, step
 from reference.engine.kv import SlotKV
-from reference.engine.threads import ThreadPlan
+from reference.engine.threads import ThreadPlan, has_own_threads
 from reference.kernels import f32
 from reference.presets import cache_dir
-from reference.quant import Int8Linear
 
 __all__ = [
     "COMPILE_DEFAULT",
@@ -197,7 +196,7 @@ class CompiledDecoder:
         self._own_products = not self.cuda and _f32_products_on_kernel(model) > 0
         # on CPU, batched buckets only where chatref's kernels multiply: oneDNN's eager products
         # beat inductor's at 2-8 rows, chatref's beat oneDNN's (module docstring)
-        int8_blocks = any(isinstance(m, Int8Linear) and m.blocks for m in model.modules())
+        int8_blocks = any(has_own_threads(m) for m in model.modules())
         batched = self.cuda or self._own_products or int8_blocks
         self.buckets = buckets or (decode_buckets(slots) if batched else (1,))
         if self.cuda and self.buckets[-1] < slots:

@@ -40,7 +40,14 @@ from torch import nn
 
 from reference.quant import Int8Linear
 
-__all__ = ["SERIAL_TOKENS", "WIDE_LAYER_BYTES", "WIDE_WEIGHT_BYTES", "ThreadPlan", "default_serial_tokens"]
+__all__ = [
+    "SERIAL_TOKENS",
+    "WIDE_LAYER_BYTES",
+    "WIDE_WEIGHT_BYTES",
+    "ThreadPlan",
+    "default_serial_tokens",
+    "has_own_threads",
+]
 
 SERIAL_TOKENS = 8  # the server's default batch of decode rows
 WIDE_WEIGHT_BYTES = 8 * 2**20  # a product over this many bytes of weights takes every thread
@@ -57,7 +64,7 @@ def default_serial_tokens(device: torch.device) -> int:
     return SERIAL_TOKENS if device.type == "cpu" and passive else 0
 
 
-def _own_threads(product: nn.Module) -> bool:
+def has_own_threads(product: nn.Module) -> bool:
     """Whether ``product`` splits over threads of its own, whatever torch's count: chatref's int8
     kernel (blocks) runs its spans on its own workers (``reference.kernels.q8``)."""
     return isinstance(product, Int8Linear) and product.blocks
@@ -76,7 +83,7 @@ def _products(model: nn.Module, compiled: bool = False) -> list[nn.Module]:
             product = stack.product if stack is not None else module
             found[id(product)] = product
     on_kernel = (p for p in found.values() if compiled and getattr(p, "chatref_f32", False))
-    skip = {id(p) for p in on_kernel} | {id(p) for p in found.values() if _own_threads(p)}
+    skip = {id(p) for p in on_kernel} | {id(p) for p in found.values() if has_own_threads(p)}
     return [p for p in found.values() if id(p) not in skip]
 
 
